@@ -1,0 +1,1 @@
+//! Test harness helpers (network namespaces, processes).
