@@ -1,0 +1,124 @@
+//! The data plane behind one narrow interface: the control plane computes a
+//! [`DesiredState`] (peers, endpoints, routes, session keys) and a
+//! [`Dataplane`] brings the kernel maps or the userspace twin to it,
+//! idempotently. Only this module (and its children) touch aya, BPF maps,
+//! TUN devices and data sockets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// An IP prefix owned by a peer (cryptokey routing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+/// Key and index for sending to a peer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TxKey {
+    pub key: [u8; 32],
+    /// The peer's receiver index for this session.
+    pub remote_index: u32,
+    /// First counter to use (a fresh key may start at 0; lab keys start at a
+    /// time-based value so restarts never reuse a nonce).
+    pub initial_counter: u64,
+}
+
+/// Key and index for receiving from a peer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RxKey {
+    pub key: [u8; 32],
+    /// Our receiver index for this session.
+    pub local_index: u32,
+}
+
+impl std::fmt::Debug for TxKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxKey")
+            .field("remote_index", &self.remote_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RxKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxKey")
+            .field("local_index", &self.local_index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One peer as the control plane wants it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredPeer {
+    /// Stable small integer id (the key of the peer maps).
+    pub id: u32,
+    pub name: String,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed: Vec<Prefix>,
+    /// Current sending session, if established.
+    pub tx: Option<TxKey>,
+    /// Receiving sessions (current, and the previous one during a rekey grace window).
+    pub rx: Vec<RxKey>,
+}
+
+/// Everything the data plane should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub peers: BTreeMap<u32, DesiredPeer>,
+}
+
+/// Which implementation carries a peer's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    Kernel,
+    Userspace,
+}
+
+/// Traffic counters of one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerCounters {
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+}
+
+/// A snapshot of the data plane's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneStats {
+    /// Global counters by `vpn_common::stats::Counter` (summed over CPUs).
+    pub counters: BTreeMap<vpn_common::stats::Counter, u64>,
+    pub peers: BTreeMap<u32, PeerCounters>,
+}
+
+/// Errors of a data-plane implementation.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the eBPF data plane failed: {0}")]
+    Load(String),
+    #[error("updating BPF map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{0}")]
+    Other(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A data plane that can be reconciled to a desired state.
+pub trait Dataplane: Send {
+    /// Which path this implementation is.
+    fn path(&self) -> PathKind;
+    /// Brings the data plane to `desired`. Idempotent: applying the same
+    /// state twice changes nothing (in particular it never rewrites a send
+    /// session whose key did not change, which would reset its counter).
+    fn apply(&mut self, desired: &DesiredState) -> Result<(), DataplaneError>;
+    /// Current counters.
+    fn stats(&self) -> Result<DataplaneStats, DataplaneError>;
+}
