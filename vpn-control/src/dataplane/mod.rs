@@ -4,6 +4,8 @@
 //! idempotently. Only this module (and its children) touch aya, BPF maps,
 //! TUN devices and data sockets.
 
+pub mod kernel;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 

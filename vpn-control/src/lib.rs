@@ -1,0 +1,3 @@
+//! GroupVPN node daemon library: configuration, OS network setup, the data
+//! planes (kernel eBPF and userspace twin), the control socket.
+pub mod dataplane;
