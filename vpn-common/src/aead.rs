@@ -1,8 +1,192 @@
-//! ChaCha20-Poly1305 (RFC 8439), written for the BPF verifier: fixed sizes,
-//! bounded loops, no heap, no panics on the hot path.
+//! ChaCha20-Poly1305 (RFC 8439), written once for the BPF verifier and the
+//! host: fixed sizes, bounded loops, no heap, no `u128`, no recursion and
+//! no panic path in the scratch-buffer entry points.
 //!
-//! PLACEHOLDER API (being implemented): the eBPF programs encrypt in a
-//! per-CPU scratch buffer of `SCRATCH_LEN` bytes.
+//! Two families of entry points share the same block function and
+//! Poly1305 limb code:
+//! - [`seal`]/[`open`] (and the aligned [`seal_scratch`]/[`open_scratch`])
+//!   work in place on a fixed-size scratch region of [`SCRATCH_LEN`] bytes
+//!   with the data-plane nonce and 16-byte AAD. The eBPF programs call these.
+//! - [`seal_detached`]/[`open_detached`], [`chacha20_block`],
+//!   [`chacha20_xor`] and [`poly1305_mac`] take slices of any length, for
+//!   userspace and the RFC 8439 test vectors.
+
+mod chacha20;
+mod poly1305;
+mod region;
+#[cfg(test)]
+mod tests;
+
+pub use chacha20::{chacha20_block, chacha20_xor};
+pub use poly1305::poly1305_mac;
+
+use crate::wire;
 
 /// Size of the per-CPU scratch buffer the kernel path encrypts in.
 pub const SCRATCH_LEN: usize = 2048;
+
+/// The largest `len` the scratch entry points accept: room stays for a tag.
+pub const MAX_SCRATCH_DATA: usize = SCRATCH_LEN - wire::TAG_LEN;
+
+/// An 8-byte aligned scratch region. The aligned entry points move whole
+/// 64-bit words (one BPF instruction each) instead of assembling words from
+/// bytes, which matters on BPF where LLVM may not emit unaligned loads.
+/// Suitable as the value type of a per-CPU array map.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub struct Scratch {
+    words: [u64; SCRATCH_LEN / 8],
+}
+
+const _: () = assert!(core::mem::size_of::<Scratch>() == SCRATCH_LEN);
+
+impl Scratch {
+    /// A zeroed region.
+    pub const fn zeroed() -> Self {
+        Self {
+            words: [0; SCRATCH_LEN / 8],
+        }
+    }
+
+    /// The region as bytes.
+    pub fn bytes(&self) -> &[u8; SCRATCH_LEN] {
+        // SAFETY: `Scratch` is `repr(C)` with exactly SCRATCH_LEN bytes of
+        // plain integers (asserted above); `u8` has alignment 1 and every
+        // bit pattern is valid, and the borrow is tied to `self`.
+        unsafe { &*(self as *const Self).cast::<[u8; SCRATCH_LEN]>() }
+    }
+
+    /// The region as mutable bytes.
+    pub fn bytes_mut(&mut self) -> &mut [u8; SCRATCH_LEN] {
+        // SAFETY: as in `bytes`; any bytes written form valid `u64`s.
+        unsafe { &mut *(self as *mut Self).cast::<[u8; SCRATCH_LEN]>() }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// Clamps a caller-supplied length; `None` if it does not fit.
+#[inline(always)]
+fn checked_len(len: usize) -> Option<usize> {
+    if len <= MAX_SCRATCH_DATA {
+        Some(len)
+    } else {
+        None
+    }
+}
+
+/// Encrypts `buf[..len]` in place with the data-plane nonce for `counter`
+/// and returns the tag over `aad` and the ciphertext. Bytes from `len` on
+/// are not modified.
+///
+/// `len` must be at most [`MAX_SCRATCH_DATA`]; a larger `len` leaves `buf`
+/// untouched and returns an all-zero tag (it never panics or reads out of
+/// bounds).
+#[inline(always)]
+pub fn seal(
+    key: &[u8; 32],
+    counter: u64,
+    aad: &[u8; 16],
+    buf: &mut [u8; SCRATCH_LEN],
+    len: usize,
+) -> [u8; 16] {
+    match checked_len(len) {
+        Some(len) => region::seal(key, &wire::nonce(counter), aad, buf, len),
+        None => [0; 16],
+    }
+}
+
+/// Verifies `tag` over `aad` and `buf[..len]` (constant-time comparison)
+/// and only then decrypts `buf[..len]` in place. Returns `true` if the
+/// message is authentic; on `false`, `buf` is unchanged. A `len` above
+/// [`MAX_SCRATCH_DATA`] is rejected.
+#[inline(always)]
+pub fn open(
+    key: &[u8; 32],
+    counter: u64,
+    aad: &[u8; 16],
+    buf: &mut [u8; SCRATCH_LEN],
+    len: usize,
+    tag: &[u8; 16],
+) -> bool {
+    match checked_len(len) {
+        Some(len) => region::open(key, &wire::nonce(counter), aad, buf, len, tag),
+        None => false,
+    }
+}
+
+/// [`seal`] on an aligned [`Scratch`] region: same result, fewer
+/// instructions on BPF.
+#[inline(always)]
+pub fn seal_scratch(
+    key: &[u8; 32],
+    counter: u64,
+    aad: &[u8; 16],
+    buf: &mut Scratch,
+    len: usize,
+) -> [u8; 16] {
+    match checked_len(len) {
+        Some(len) => region::seal(key, &wire::nonce(counter), aad, &mut buf.words, len),
+        None => [0; 16],
+    }
+}
+
+/// [`open`] on an aligned [`Scratch`] region.
+#[inline(always)]
+pub fn open_scratch(
+    key: &[u8; 32],
+    counter: u64,
+    aad: &[u8; 16],
+    buf: &mut Scratch,
+    len: usize,
+    tag: &[u8; 16],
+) -> bool {
+    match checked_len(len) {
+        Some(len) => region::open(key, &wire::nonce(counter), aad, &mut buf.words, len, tag),
+        None => false,
+    }
+}
+
+/// Runs Poly1305 over `pad16(aad) || pad16(ct) || le64(|aad|) || le64(|ct|)`
+/// (RFC 8439 section 2.8).
+fn aead_mac(otk: &[u32; 8], aad: &[u8], ct: &[u8]) -> [u8; 16] {
+    let mut p = poly1305::Poly1305::new(otk);
+    p.update_padded(aad);
+    p.update_padded(ct);
+    p.block(aad.len() as u64, ct.len() as u64, 1 << 24);
+    p.finish()
+}
+
+/// AEAD_CHACHA20_POLY1305 encryption (RFC 8439 section 2.8) of `data` in
+/// place with any nonce and AAD; returns the tag.
+///
+/// `data` longer than 256 GiB would wrap the block counter; no caller comes
+/// near that.
+pub fn seal_detached(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+    let input = chacha20::Input::new(key, nonce);
+    let otk = region::one_time_key(&input);
+    chacha20_xor(key, 1, nonce, data);
+    aead_mac(&otk, aad, data)
+}
+
+/// AEAD_CHACHA20_POLY1305 decryption: verifies `tag` (constant time), then
+/// decrypts `data` in place. On `false`, `data` is unchanged.
+pub fn open_detached(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8; 16],
+) -> bool {
+    let input = chacha20::Input::new(key, nonce);
+    let otk = region::one_time_key(&input);
+    if !region::tags_equal(&aead_mac(&otk, aad, data), tag) {
+        return false;
+    }
+    chacha20_xor(key, 1, nonce, data);
+    true
+}
