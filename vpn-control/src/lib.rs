@@ -1,3 +1,4 @@
 //! GroupVPN node daemon library: configuration, OS network setup, the data
 //! planes (kernel eBPF and userspace twin), the control socket.
+pub mod config;
 pub mod dataplane;
