@@ -1,1 +1,47 @@
-//! Test harness helpers (network namespaces, processes).
+//! Test harness for GroupVPN's network-namespace tests, the demo and the
+//! benchmarks: uniquely named network namespaces removed on drop, a LAN of
+//! hosts on one bridge, lab configurations with matching keys, `vpn-control`
+//! processes that are stopped on drop, and wrappers around `ping`, `iperf3`
+//! and `tcpdump`.
+//!
+//! Everything here stays inside namespaces that it created: the underlay
+//! addresses (`192.168.77.0/24`) and VPN addresses (`10.77.0.0/24`,
+//! `fd77::/64`) exist only inside them. Nothing touches the host's own
+//! interfaces or routes.
+//!
+//! This library is also a dependency of `xtask` (the demo), so it must stay
+//! light: it may not depend on `vpn-control` or anything that needs the eBPF
+//! toolchain (that would break `cargo xtask setup` on a fresh machine).
+
+mod cleanup;
+mod config;
+mod env;
+mod error;
+mod inspect;
+mod lab;
+mod lan;
+mod netns;
+mod pcap;
+mod process;
+mod status;
+mod tools;
+mod wait;
+
+pub use cleanup::{clean_namespaces, CleanReport, CleanScope};
+pub use config::{generate_lab_configs, Dataplane, NodeSpec};
+pub use env::{is_root, require_root, vpn_control_bin, TempDir};
+pub use error::{Error, Result};
+pub use inspect::{
+    attached_program_ids, daemon_programs, loaded_programs, still_loaded, BpfProg, NetState,
+};
+pub use lab::UP_TIMEOUT;
+pub use lab::{Lab, VpnNode};
+pub use lan::{Host, Lan};
+pub use netns::{Netns, NsRef, NETNS_PREFIX};
+pub use pcap::read_pcap;
+pub use process::Background;
+pub use status::{PeerStatus, Status, INTEGRITY_COUNTERS};
+pub use tools::{
+    count_containing, iperf3_tcp, ping, wait_ping, Capture, IperfResult, IperfServer, PingStats,
+};
+pub use wait::{wait_until, wait_until_ok};
