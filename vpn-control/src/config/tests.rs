@@ -66,10 +66,7 @@ fn the_documented_example_parses() {
 
 #[test]
 fn defaults_and_minimal() {
-    let c = Config::parse(
-        "[interface]\nname = \"gv1\"\naddresses = [\"10.1.0.1/24\"]\n",
-    )
-    .unwrap();
+    let c = Config::parse("[interface]\nname = \"gv1\"\naddresses = [\"10.1.0.1/24\"]\n").unwrap();
     assert_eq!(c.interface.dataplane, DataplaneMode::Auto);
     assert_eq!(c.interface.listen_port, vpn_common::wire::DEFAULT_DATA_PORT);
     assert!(c.peers.is_empty());
@@ -119,68 +116,208 @@ fn non_hex_key() {
 
 #[test]
 fn unknown_keys() {
-    assert_err(bad("listen_port", "listen_prot"), "interface.listen_prot", "unknown field `listen_prot`");
-    assert_err(bad("name = \"b\"", "name = \"b\"\ncolour = 1"), "peer[0].colour", "unknown field `colour`");
-    assert_err(err(&format!("{GOOD}\n[extra]\na = 1\n")), "extra", "unknown field `extra`");
+    assert_err(
+        bad("listen_port", "listen_prot"),
+        "interface.listen_prot",
+        "unknown field `listen_prot`",
+    );
+    assert_err(
+        bad("name = \"b\"", "name = \"b\"\ncolour = 1"),
+        "peer[0].colour",
+        "unknown field `colour`",
+    );
+    assert_err(
+        err(&format!("{GOOD}\n[extra]\na = 1\n")),
+        "extra",
+        "unknown field `extra`",
+    );
 }
 
 #[test]
 fn missing_keys() {
-    assert_err(bad("name = \"vpn0\"\n", ""), "interface", "missing field `name`");
-    assert_err(bad("local_index = 1\n", ""), "peer[0]", "missing field `local_index`");
+    assert_err(
+        bad("name = \"vpn0\"\n", ""),
+        "interface",
+        "missing field `name`",
+    );
+    assert_err(
+        bad("local_index = 1\n", ""),
+        "peer[0]",
+        "missing field `local_index`",
+    );
     assert_err(err(""), ".", "missing field `interface`");
-    assert_err(err("[[peer]]\nname = \"x\"\n"), "peer[0]", "missing field `endpoint`");
+    assert_err(
+        err("[[peer]]\nname = \"x\"\n"),
+        "peer[0]",
+        "missing field `endpoint`",
+    );
 }
 
 #[test]
 fn wrong_types_and_ranges() {
-    assert_err(bad("listen_port = 51830", "listen_port = 70000"), "interface.listen_port", "70000");
-    assert_err(bad("listen_port = 51830", "listen_port = 0"), "interface.listen_port", "1..=65535");
-    assert_err(bad("listen_port = 51830", "listen_port = \"x\""), "interface.listen_port", "invalid type: string");
-    assert_err(bad("local_index = 1", "local_index = -1"), "peer[0].local_index", "-1");
-    assert_err(bad("local_index = 1", "local_index = 0"), "peer[0].local_index", "non-zero");
-    assert_err(bad("remote_index = 2", "remote_index = 0"), "peer[0].remote_index", "non-zero");
-    assert_err(bad("dataplane = \"auto\"", "dataplane = \"ebpf\""), "interface.dataplane", "unknown variant `ebpf`");
-    assert_err(bad("addresses = [", "addresses = 5 #["), "interface.addresses", "");
+    assert_err(
+        bad("listen_port = 51830", "listen_port = 70000"),
+        "interface.listen_port",
+        "70000",
+    );
+    assert_err(
+        bad("listen_port = 51830", "listen_port = 0"),
+        "interface.listen_port",
+        "1..=65535",
+    );
+    assert_err(
+        bad("listen_port = 51830", "listen_port = \"x\""),
+        "interface.listen_port",
+        "invalid type: string",
+    );
+    assert_err(
+        bad("local_index = 1", "local_index = -1"),
+        "peer[0].local_index",
+        "-1",
+    );
+    assert_err(
+        bad("local_index = 1", "local_index = 0"),
+        "peer[0].local_index",
+        "non-zero",
+    );
+    assert_err(
+        bad("remote_index = 2", "remote_index = 0"),
+        "peer[0].remote_index",
+        "non-zero",
+    );
+    assert_err(
+        bad("dataplane = \"auto\"", "dataplane = \"ebpf\""),
+        "interface.dataplane",
+        "unknown variant `ebpf`",
+    );
+    assert_err(
+        bad("addresses = [", "addresses = 5 #["),
+        "interface.addresses",
+        "",
+    );
 }
 
 #[test]
 fn mtu_bounds() {
-    let with = |m: &str| bad("listen_port = 51830", &format!("listen_port = 51830\nmtu = {m}"));
+    let with = |m: &str| {
+        bad(
+            "listen_port = 51830",
+            &format!("listen_port = 51830\nmtu = {m}"),
+        )
+    };
     assert_err(with("100"), "interface.mtu", "not in 1280..=");
     assert_err(with("1279"), "interface.mtu", "carries IPv6");
     assert_err(with("99999"), "interface.mtu", "not in");
-    let v4only = GOOD.replace(", \"fd77::1/64\"", "").replace("listen_port = 51830", "listen_port = 51830\nmtu = 600");
+    let v4only = GOOD
+        .replace(", \"fd77::1/64\"", "")
+        .replace("listen_port = 51830", "listen_port = 51830\nmtu = 600");
     assert_eq!(Config::parse(&v4only).unwrap().interface.mtu, Some(600));
 }
 
 #[test]
 fn bad_addresses() {
-    assert_err(bad("10.77.0.1/24", "10.77.0.1"), "interface.addresses[0]", "ADDRESS/PREFIX_LENGTH");
-    assert_err(bad("10.77.0.1/24", "10.77.0.300/24"), "interface.addresses[0]", "not an IPv4 or IPv6");
-    assert_err(bad("fd77::1/64", "fd77::1/129"), "interface.addresses[1]", "0..=128");
-    assert_err(bad("\"fd77::1/64\"", "\"10.77.0.1/16\""), "interface.addresses[1]", "duplicate");
-    assert_err(bad("addresses = [\"10.77.0.1/24\", \"fd77::1/64\"]", "addresses = []"), "interface.addresses", "at least one");
-    assert_err(bad("10.77.0.2/32", "10.77.0.2/24"), "peer[0].allowed_ips[0]", "host bits");
-    assert_err(bad("10.77.0.2/32", "10.77.0.1/32"), "peer[0].allowed_ips[0]", "own address");
-    assert_err(bad("10.77.0.3/32", "10.77.0.2/32"), "peer[1].allowed_ips[0]", "already owned by peer[0]");
-    assert_err(bad("\"10.77.0.2/32\", \"fd77::2/128\"", "\"10.77.0.2/32\", \"10.77.0.2/32\""), "peer[0].allowed_ips[1]", "duplicate");
-    assert_err(bad("allowed_ips = [\"10.77.0.2/32\", \"fd77::2/128\"]", "allowed_ips = []"), "peer[0].allowed_ips", "at least one");
+    assert_err(
+        bad("10.77.0.1/24", "10.77.0.1"),
+        "interface.addresses[0]",
+        "ADDRESS/PREFIX_LENGTH",
+    );
+    assert_err(
+        bad("10.77.0.1/24", "10.77.0.300/24"),
+        "interface.addresses[0]",
+        "not an IPv4 or IPv6",
+    );
+    assert_err(
+        bad("fd77::1/64", "fd77::1/129"),
+        "interface.addresses[1]",
+        "0..=128",
+    );
+    assert_err(
+        bad("\"fd77::1/64\"", "\"10.77.0.1/16\""),
+        "interface.addresses[1]",
+        "duplicate",
+    );
+    assert_err(
+        bad(
+            "addresses = [\"10.77.0.1/24\", \"fd77::1/64\"]",
+            "addresses = []",
+        ),
+        "interface.addresses",
+        "at least one",
+    );
+    assert_err(
+        bad("10.77.0.2/32", "10.77.0.2/24"),
+        "peer[0].allowed_ips[0]",
+        "host bits",
+    );
+    assert_err(
+        bad("10.77.0.2/32", "10.77.0.1/32"),
+        "peer[0].allowed_ips[0]",
+        "own address",
+    );
+    assert_err(
+        bad("10.77.0.3/32", "10.77.0.2/32"),
+        "peer[1].allowed_ips[0]",
+        "already owned by peer[0]",
+    );
+    assert_err(
+        bad(
+            "\"10.77.0.2/32\", \"fd77::2/128\"",
+            "\"10.77.0.2/32\", \"10.77.0.2/32\"",
+        ),
+        "peer[0].allowed_ips[1]",
+        "duplicate",
+    );
+    assert_err(
+        bad(
+            "allowed_ips = [\"10.77.0.2/32\", \"fd77::2/128\"]",
+            "allowed_ips = []",
+        ),
+        "peer[0].allowed_ips",
+        "at least one",
+    );
 }
 
 #[test]
 fn bad_endpoints() {
-    assert_err(bad("192.168.77.2:51830", "192.168.77.2"), "peer[0].endpoint", "IP:PORT");
-    assert_err(bad("[fd00::3]:51830", "fd00::3:51830"), "peer[1].endpoint", "[ADDR]:PORT");
-    assert_err(bad("192.168.77.2:51830", "192.168.77.2:0"), "peer[0].endpoint", "port 0");
-    assert_err(bad("192.168.77.2:51830", "0.0.0.0:1"), "peer[0].endpoint", "unicast");
+    assert_err(
+        bad("192.168.77.2:51830", "192.168.77.2"),
+        "peer[0].endpoint",
+        "IP:PORT",
+    );
+    assert_err(
+        bad("[fd00::3]:51830", "fd00::3:51830"),
+        "peer[1].endpoint",
+        "[ADDR]:PORT",
+    );
+    assert_err(
+        bad("192.168.77.2:51830", "192.168.77.2:0"),
+        "peer[0].endpoint",
+        "port 0",
+    );
+    assert_err(
+        bad("192.168.77.2:51830", "0.0.0.0:1"),
+        "peer[0].endpoint",
+        "unicast",
+    );
 }
 
 #[test]
 fn duplicates_between_peers() {
-    assert_err(bad("local_index = 3", "local_index = 1"), "peer[1].local_index", "duplicate local_index 1 (also peer[0]");
-    assert_err(bad("name = \"c\"", "name = \"b\""), "peer[1].name", "duplicate peer name");
-    assert_err(bad("name = \"c\"", "name = \"  \""), "peer[1].name", "empty");
+    assert_err(
+        bad("local_index = 3", "local_index = 1"),
+        "peer[1].local_index",
+        "duplicate local_index 1 (also peer[0]",
+    );
+    assert_err(
+        bad("name = \"c\"", "name = \"b\""),
+        "peer[1].name",
+        "duplicate peer name",
+    );
+    assert_err(
+        bad("name = \"c\"", "name = \"  \""),
+        "peer[1].name",
+        "empty",
+    );
     let same = GOOD.replace(
         "recv_key = \"1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100\"",
         "recv_key = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"",
@@ -190,11 +327,34 @@ fn duplicates_between_peers() {
 
 #[test]
 fn interface_names() {
-    assert_err(bad("name = \"vpn0\"", "name = \"abcdefghijklmno\""), "interface.name", "1..=14");
-    assert_err(bad("name = \"vpn0\"", "name = \"\""), "interface.name", "1..=14");
-    assert_err(bad("name = \"vpn0\"", "name = \"a/b\""), "interface.name", "not a valid");
-    assert_err(bad("name = \"vpn0\"", "name = \"a b\""), "interface.name", "not a valid");
-    assert_err(bad("listen_port = 51830", "listen_port = 51830\nunderlay = \"vpn0p\""), "interface.underlay", "VPN interface");
+    assert_err(
+        bad("name = \"vpn0\"", "name = \"abcdefghijklmno\""),
+        "interface.name",
+        "1..=14",
+    );
+    assert_err(
+        bad("name = \"vpn0\"", "name = \"\""),
+        "interface.name",
+        "1..=14",
+    );
+    assert_err(
+        bad("name = \"vpn0\"", "name = \"a/b\""),
+        "interface.name",
+        "not a valid",
+    );
+    assert_err(
+        bad("name = \"vpn0\"", "name = \"a b\""),
+        "interface.name",
+        "not a valid",
+    );
+    assert_err(
+        bad(
+            "listen_port = 51830",
+            "listen_port = 51830\nunderlay = \"vpn0p\"",
+        ),
+        "interface.underlay",
+        "VPN interface",
+    );
 }
 
 #[test]
@@ -224,4 +384,3 @@ fn desired_state_from_lab_peers() {
     // Same file, same time: same state (idempotent reconciliation input).
     assert_eq!(c.desired_state(now), d);
 }
-

@@ -48,7 +48,11 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
         let min = if v6 { MIN_MTU_V6 } else { MIN_MTU_V4 };
         let max = vpn_common::wire::MAX_INNER_LEN as u32;
         if !(min..=max).contains(&mtu) {
-            let why = if v6 { " (the interface carries IPv6)" } else { "" };
+            let why = if v6 {
+                " (the interface carries IPv6)"
+            } else {
+                ""
+            };
             return Err(ConfigError::new(
                 "interface.mtu",
                 format!("{mtu} is not in {min}..={max}{why}"),
@@ -153,7 +157,12 @@ fn check_ifname(key: &str, name: &str, reserve: usize) -> Result<(), ConfigError
             format!("{name:?} must be 1..={max} bytes long{extra}"),
         ));
     }
-    if name == "." || name == ".." || name.bytes().any(|b| b == b'/' || b == b':' || b <= b' ' || b >= 0x7f) {
+    if name == "."
+        || name == ".."
+        || name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b <= b' ' || b >= 0x7f)
+    {
         return Err(ConfigError::new(
             key,
             format!("{name:?} is not a valid interface name"),

@@ -194,7 +194,11 @@ mod tests {
         );
         let bad = format!("{}zz", "0".repeat(62));
         assert!(bad.parse::<HexKey>().unwrap_err().contains("'z'"));
-        assert!("0".repeat(64).parse::<HexKey>().unwrap_err().contains("all-zero"));
+        assert!("0"
+            .repeat(64)
+            .parse::<HexKey>()
+            .unwrap_err()
+            .contains("all-zero"));
         assert_eq!(format!("{k:?}"), "HexKey(..)");
     }
 
@@ -204,14 +208,19 @@ mod tests {
         assert!(prefix_contains(&p, "10.77.0.9".parse().unwrap()));
         assert!(!prefix_contains(&p, "10.77.1.9".parse().unwrap()));
         assert!(!prefix_contains(&p, "fd77::1".parse().unwrap()));
-        assert!(parse_prefix("10.77.0.1/24").unwrap_err().contains("10.77.0.0/24"));
+        assert!(parse_prefix("10.77.0.1/24")
+            .unwrap_err()
+            .contains("10.77.0.0/24"));
         assert!(parse_prefix("10.77.0.1/33").is_err());
         assert!(parse_prefix("10.77.0.1").is_err());
         assert!(parse_prefix("fd77::/16").is_ok());
         assert!(parse_prefix("0.0.0.0/0").is_ok());
         let a: InterfaceAddress = "fd77::1/64".parse().unwrap();
         assert_eq!(a.network(), parse_prefix("fd77::/64").unwrap());
-        assert!(prefix_covers(&a.network(), &parse_prefix("fd77::2/128").unwrap()));
+        assert!(prefix_covers(
+            &a.network(),
+            &parse_prefix("fd77::2/128").unwrap()
+        ));
         assert!("0.0.0.0/8".parse::<InterfaceAddress>().is_err());
     }
 }

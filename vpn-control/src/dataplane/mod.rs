@@ -5,6 +5,7 @@
 //! TUN devices and data sockets.
 
 pub mod kernel;
+pub mod userspace;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
