@@ -1,1 +1,8 @@
 //! Sans-IO protocol cores. See the crate description.
+//!
+//! * [`relay`]: autonomic two-hop relay selection (paper section IV-D).
+//! * [`sim`]: the overlay model and latency-matrix loader that
+//!   `cargo xtask sim relays` drives (paper section V-A, Fig. 5).
+
+pub mod relay;
+pub mod sim;

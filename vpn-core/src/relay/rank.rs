@@ -1,0 +1,217 @@
+//! The pure decision: rank the overlap, plan connections that create overlap.
+
+use core::cmp::{Ordering, Reverse};
+use core::time::Duration;
+
+use rand::{Rng, RngExt};
+
+use super::{Config, Neighbour, Strategy, View};
+
+/// A possible relay: a member of both neighbour sets, measured from both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate<P> {
+    /// The relay.
+    pub id: P,
+    /// RTT local peer ↔ relay, as the local peer measured it.
+    pub local_rtt: Duration,
+    /// RTT relay ↔ remote peer, as the remote peer measured it.
+    pub remote_rtt: Duration,
+    /// The younger of the two connections' ages.
+    pub age: Duration,
+}
+
+impl<P> Candidate<P> {
+    /// Round-trip time of the two-hop path through this relay.
+    #[must_use]
+    pub fn cost(&self) -> Duration {
+        self.local_rtt + self.remote_rtt
+    }
+}
+
+/// Connections that would create overlap (paper Fig. 4), or improve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlapPlan<P> {
+    /// Members of the remote peer's set that the local peer should connect to.
+    pub local_connects: Vec<P>,
+    /// Members of the local peer's set that the remote peer should connect to.
+    pub remote_connects: Vec<P>,
+}
+
+impl<P> Default for OverlapPlan<P> {
+    fn default() -> Self {
+        OverlapPlan {
+            local_connects: Vec::new(),
+            remote_connects: Vec::new(),
+        }
+    }
+}
+
+impl<P> OverlapPlan<P> {
+    /// Whether the plan asks for no connection.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.local_connects.is_empty() && self.remote_connects.is_empty()
+    }
+}
+
+/// The outcome of [`rank`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ranking<P> {
+    /// Usable relays, best first: `candidates[0]` is the choice, the rest the
+    /// reserve in order. Empty when there is no usable overlap (yet).
+    pub candidates: Vec<Candidate<P>>,
+    /// Connections to make. Non-empty when the sets do not overlap, and, for
+    /// [`Strategy::LatencyStable`], to bring near-end detours into the overlap.
+    pub plan: OverlapPlan<P>,
+}
+
+impl<P> Ranking<P> {
+    /// The chosen relay.
+    #[must_use]
+    pub fn best(&self) -> Option<&Candidate<P>> {
+        self.candidates.first()
+    }
+
+    /// The reserve, best first.
+    #[must_use]
+    pub fn reserve(&self) -> &[Candidate<P>] {
+        self.candidates.get(1..).unwrap_or(&[])
+    }
+}
+
+/// Measured neighbours of `view`, sorted by id, deduplicated, without `a` and
+/// `b`. Unmeasured entries are dropped (they can neither relay nor be ranked).
+fn measured<P: Copy + Ord>(view: &View<'_, P>, a: P, b: P) -> Vec<(P, Duration, Duration)> {
+    let mut v: Vec<(P, Duration, Duration)> = view
+        .neighbours
+        .iter()
+        .filter(|n| n.id != a && n.id != b)
+        .filter_map(|n: &Neighbour<P>| n.rtt.map(|rtt| (n.id, rtt, n.connected_at)))
+        .collect();
+    // Stable sort keeps the first measured entry of each id first.
+    v.sort_by_key(|x| x.0);
+    v.dedup_by(|later, earlier| later.0 == earlier.0);
+    v
+}
+
+/// Ranks the possible relays between `local` and `remote` by `cfg.strategy`,
+/// and plans the connections that create overlap when there is none.
+///
+/// Never returns `local.id`, `remote.id`, or a neighbour whose RTT is not
+/// measured on the side that reports it. `rng` is used only by
+/// [`Strategy::Random`].
+pub fn rank<P, R>(
+    cfg: &Config,
+    local: View<'_, P>,
+    remote: View<'_, P>,
+    now: Duration,
+    rng: &mut R,
+) -> Ranking<P>
+where
+    P: Copy + Ord,
+    R: Rng + ?Sized,
+{
+    let (a, b) = (local.id, remote.id);
+    let l = measured(&local, a, b);
+    let r = measured(&remote, a, b);
+
+    // Merge-join: the overlap, measured on both sides.
+    let mut overlap = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < l.len() && j < r.len() {
+        match l[i].0.cmp(&r[j].0) {
+            Ordering::Less => i += 1,
+            Ordering::Greater => j += 1,
+            Ordering::Equal => {
+                let age = now.saturating_sub(l[i].2).min(now.saturating_sub(r[j].2));
+                overlap.push(Candidate {
+                    id: l[i].0,
+                    local_rtt: l[i].1,
+                    remote_rtt: r[j].1,
+                    age,
+                });
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let in_overlap = |id: &P| overlap.binary_search_by(|c| c.id.cmp(id)).is_ok();
+    let by_cost = |x: &Candidate<P>, y: &Candidate<P>| (x.cost(), x.id).cmp(&(y.cost(), y.id));
+
+    let mut plan = OverlapPlan::default();
+    match cfg.strategy {
+        Strategy::PaperClosest => {
+            // The source's closest neighbour, whatever the overlap holds.
+            let closest = l.iter().min_by_key(|n| (n.1, n.0)).map(|n| n.0);
+            match closest {
+                Some(c) if in_overlap(&c) => {
+                    overlap.sort_by(|x, y| {
+                        (x.local_rtt, x.cost(), x.id).cmp(&(y.local_rtt, y.cost(), y.id))
+                    });
+                }
+                Some(c) => {
+                    overlap.clear();
+                    plan.remote_connects.push(c);
+                }
+                None => overlap.clear(),
+            }
+        }
+        Strategy::Random => {
+            overlap.sort_by(by_cost);
+            if overlap.is_empty() {
+                if !l.is_empty() {
+                    let k = rng.random_range(0..l.len());
+                    plan.remote_connects.push(l[k].0);
+                }
+            } else {
+                let k = rng.random_range(0..overlap.len());
+                let chosen = overlap.remove(k);
+                overlap.insert(0, chosen);
+            }
+        }
+        Strategy::MostStable => {
+            overlap.sort_by(|x, y| {
+                (Reverse(x.age), x.cost(), x.id).cmp(&(Reverse(y.age), y.cost(), y.id))
+            });
+            if overlap.is_empty() {
+                if let Some(oldest) = l.iter().min_by_key(|n| (n.2, n.1, n.0)) {
+                    plan.remote_connects.push(oldest.0);
+                }
+            }
+        }
+        Strategy::LatencyStable => {
+            let floor = cfg.stability_floor;
+            overlap.sort_by(|x, y| {
+                ((x.age < floor), x.cost(), x.id).cmp(&((y.age < floor), y.cost(), y.id))
+            });
+            if overlap.is_empty() || cfg.explore_when_overlapping {
+                plan.remote_connects = closest_outside(&l, &r, cfg.explore);
+                plan.local_connects = closest_outside(&r, &l, cfg.explore);
+            }
+        }
+    }
+    overlap.truncate(cfg.reserve.saturating_add(1));
+    Ranking {
+        candidates: overlap,
+        plan,
+    }
+}
+
+/// The `n` members of `own` with the lowest RTT that `other` does not hold.
+fn closest_outside<P: Copy + Ord>(
+    own: &[(P, Duration, Duration)],
+    other: &[(P, Duration, Duration)],
+    n: usize,
+) -> Vec<P> {
+    let mut v: Vec<(Duration, P)> = own
+        .iter()
+        .filter(|x| other.binary_search_by(|o| o.0.cmp(&x.0)).is_err())
+        .map(|x| (x.1, x.0))
+        .collect();
+    if v.len() > n {
+        v.select_nth_unstable(n);
+        v.truncate(n);
+    }
+    v.sort_unstable();
+    v.into_iter().map(|x| x.1).collect()
+}
