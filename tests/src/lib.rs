@@ -23,12 +23,13 @@ mod lan;
 mod netns;
 mod pcap;
 mod process;
+mod scenario;
 mod status;
 mod tools;
 mod wait;
 
 pub use cleanup::{clean_namespaces, CleanReport, CleanScope};
-pub use config::{generate_lab_configs, Dataplane, NodeSpec};
+pub use config::{generate_lab_configs, lab_index, Dataplane, NodeSpec, LAB_PORT};
 pub use env::{is_root, require_root, vpn_control_bin, TempDir};
 pub use error::{Error, Result};
 pub use inspect::{
@@ -40,6 +41,9 @@ pub use lan::{Host, Lan};
 pub use netns::{Netns, NsRef, NETNS_PREFIX};
 pub use pcap::read_pcap;
 pub use process::Background;
+pub use scenario::{
+    iperf_between, marker_check, ping_both_ways, udp_bind, udp_send, vpn_addr, MarkerOutcome,
+};
 pub use status::{PeerStatus, Status, INTEGRITY_COUNTERS};
 pub use tools::{
     count_containing, iperf3_tcp, ping, wait_ping, Capture, IperfResult, IperfServer, PingStats,

@@ -81,9 +81,16 @@ impl Background {
         }
     }
 
-    /// Sends `sig` and waits up to `timeout` for the exit.
+    /// Waits up to `timeout` for the process to exit on its own.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.signal_and_wait(0, timeout)
+    }
+
+    /// Sends `sig` (0: none) and waits up to `timeout` for the exit.
     pub fn signal_and_wait(&mut self, sig: i32, timeout: Duration) -> Result<ExitStatus> {
-        self.signal(sig);
+        if sig != 0 {
+            self.signal(sig);
+        }
         let start = Instant::now();
         loop {
             if let Some(s) = self.try_status() {
