@@ -2,3 +2,4 @@
 //! planes (kernel eBPF and userspace twin), the control socket.
 pub mod config;
 pub mod dataplane;
+pub mod netdev;
