@@ -6,8 +6,13 @@
 //! Everything here is `#![no_std]`, allocation-free and uses only bounded
 //! loops, so that the very same code runs inside BPF programs and on the host.
 #![no_std]
+// BPF only advertises atomic loads/stores; `atomic` reaches the fetch-add
+// and compare-exchange instructions through the intrinsics.
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
 
 pub mod aead;
+pub mod atomic;
 pub mod maps;
 pub mod replay;
 pub mod stats;

@@ -18,7 +18,7 @@
 //! that forged packets cannot move the window; [`check`] is the cheap
 //! read-only pre-check done before decryption.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::atomic;
 
 /// Counters per slot.
 const SLOT_BITS: u64 = 32;
@@ -68,16 +68,15 @@ pub enum ReplayError {
 }
 
 #[inline(always)]
-fn atomic(p: *mut u64) -> &'static AtomicU64 {
-    // SAFETY: callers pass pointers into a live, 8-byte aligned
-    // `ReplayWindow` (a BPF map value or a userspace allocation) that
-    // outlives the call; all concurrent access to it goes through atomics.
-    unsafe { AtomicU64::from_ptr(p) }
-}
-
-#[inline(always)]
 fn slot_ptr(w: *mut ReplayWindow, counter: u64) -> *mut u64 {
     let idx = ((counter / SLOT_BITS) % REPLAY_SLOTS as u64) as usize;
+    // The BPF verifier does not bound the result of a modulo: hide the
+    // value from LLVM and bound it again with a comparison it can follow.
+    #[cfg(target_arch = "bpf")]
+    let idx = match core::hint::black_box(idx) {
+        i if i < REPLAY_SLOTS => i,
+        _ => 0,
+    };
     // SAFETY: `idx < REPLAY_SLOTS`, so the pointer stays inside `slots`.
     unsafe { (core::ptr::addr_of_mut!((*w).slots) as *mut u64).add(idx) }
 }
@@ -131,11 +130,13 @@ pub unsafe fn check(w: *mut ReplayWindow, counter: u64) -> Result<(), ReplayErro
     if counter == u64::MAX {
         return Err(ReplayError::TooOld);
     }
-    let next = atomic(next_ptr(w)).load(Ordering::Relaxed);
+    // SAFETY: per this function's contract.
+    let next = unsafe { atomic::load(next_ptr(w)) };
     if too_old(next, counter) {
         return Err(ReplayError::TooOld);
     }
-    let old = atomic(slot_ptr(w, counter)).load(Ordering::Relaxed);
+    // SAFETY: as above.
+    let old = unsafe { atomic::load(slot_ptr(w, counter)) };
     let tag = (counter / SLOT_BITS) as u32;
     let bit = 1u64 << (counter % SLOT_BITS);
     match classify(old, tag) {
@@ -155,18 +156,20 @@ pub unsafe fn check_and_set(w: *mut ReplayWindow, counter: u64) -> Result<(), Re
     if counter == u64::MAX {
         return Err(ReplayError::TooOld);
     }
-    let next_a = atomic(next_ptr(w));
-    if too_old(next_a.load(Ordering::Acquire), counter) {
+    let next_a = next_ptr(w);
+    // SAFETY: per this function's contract.
+    if too_old(unsafe { atomic::load(next_a) }, counter) {
         return Err(ReplayError::TooOld);
     }
-    let slot = atomic(slot_ptr(w, counter));
+    let slot = slot_ptr(w, counter);
     let tag = (counter / SLOT_BITS) as u32;
     let bit = 1u64 << (counter % SLOT_BITS);
     let mut done = false;
     let mut tries = 0;
     while tries < CAS_TRIES {
         tries += 1;
-        let old = slot.load(Ordering::Acquire);
+        // SAFETY: as above.
+        let old = unsafe { atomic::load(slot) };
         let new = match classify(old, tag) {
             Slot::Same => {
                 if old & bit != 0 {
@@ -177,10 +180,8 @@ pub unsafe fn check_and_set(w: *mut ReplayWindow, counter: u64) -> Result<(), Re
             Slot::Empty | Slot::Stale => ((tag as u64) << 32) | bit,
             Slot::Newer => return Err(ReplayError::TooOld),
         };
-        if slot
-            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        // SAFETY: as above.
+        if unsafe { atomic::compare_exchange(slot, old, new) } {
             done = true;
             break;
         }
@@ -194,14 +195,13 @@ pub unsafe fn check_and_set(w: *mut ReplayWindow, counter: u64) -> Result<(), Re
     let mut tries = 0;
     while tries < CAS_TRIES {
         tries += 1;
-        let cur = next_a.load(Ordering::Acquire);
+        // SAFETY: as above.
+        let cur = unsafe { atomic::load(next_a) };
         if cur >= want {
             break;
         }
-        if next_a
-            .compare_exchange(cur, want, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        // SAFETY: as above.
+        if unsafe { atomic::compare_exchange(next_a, cur, want) } {
             break;
         }
     }
@@ -283,7 +283,11 @@ mod tests {
             if seen.contains(&c) {
                 assert!(got.is_err(), "replay of {c} accepted");
             } else if !old {
-                assert_eq!(got, Ok(()), "fresh counter {c} refused (highest {highest:?})");
+                assert_eq!(
+                    got,
+                    Ok(()),
+                    "fresh counter {c} refused (highest {highest:?})"
+                );
             }
             if got.is_ok() {
                 seen.insert(c);
@@ -294,7 +298,7 @@ mod tests {
 
     #[test]
     fn concurrent_receivers_accept_each_counter_once() {
-        use std::sync::atomic::AtomicUsize;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
         struct Shared(std::cell::UnsafeCell<ReplayWindow>);
         // SAFETY: the window is only touched through atomics.

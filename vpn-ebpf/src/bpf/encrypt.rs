@@ -1,0 +1,162 @@
+//! Egress: seal one inner IP packet and send it to the peer's endpoint.
+//!
+//! Runs on TC ingress of `vpn0p`, where every packet is one inner IP packet
+//! behind an Ethernet header (`vpn0` has TSO/GSO and checksum offload off).
+//! Three steps, each its own BPF function so that no frame is large while
+//! the cipher's is on the stack: [`prepare`], `crypto::seal`, [`emit`].
+
+use aya_ebpf::{
+    bindings::{
+        __sk_buff, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+    },
+    helpers::generated::{bpf_redirect_neigh, bpf_skb_adjust_room, bpf_skb_change_tail},
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use vpn_common::{
+    maps::FAMILY_V4,
+    stats::Counter,
+    wire::{DataHeader, MAX_INNER_LEN, TAG_LEN, TYPE_DATA},
+};
+
+use super::{
+    crypto::{self, Work},
+    headers::{encap_v4, ENCAP_V4_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV4_LEN, IPV6_LEN},
+    maps::{CONFIG, PEERS, ROUTES_V4, ROUTES_V6, SCRATCH, TX_SESSIONS},
+    skb, stats, CONTINUE, PASS,
+};
+
+pub fn try_encrypt(ctx: &TcContext) -> i32 {
+    let Some(w) = SCRATCH.get_ptr_mut(0) else {
+        return PASS;
+    };
+    // SAFETY: this CPU's work area; nothing else touches it while the
+    // program runs.
+    let w = unsafe { &mut *w };
+    let r = prepare(ctx.skb.skb, w);
+    if r != CONTINUE {
+        return r;
+    }
+    crypto::seal(w);
+    emit(ctx.skb.skb, w)
+}
+
+/// Finds the peer that owns an inner packet's destination.
+#[inline(always)]
+fn route(ctx: &TcContext, inner_len: u32) -> Option<u32> {
+    let proto: [u8; 2] = skb::load(ctx, 12)?;
+    match u16::from_be_bytes(proto) {
+        ETH_P_IP if inner_len >= IPV4_LEN => {
+            let dst: [u8; 4] = skb::load(ctx, ETH_LEN + 16)?;
+            ROUTES_V4.get(Key::new(32, dst)).map(|r| r.peer_id)
+        }
+        ETH_P_IPV6 if inner_len >= IPV6_LEN => {
+            let dst: [u8; 16] = skb::load(ctx, ETH_LEN + 24)?;
+            ROUTES_V6.get(Key::new(128, dst)).map(|r| r.peer_id)
+        }
+        _ => None,
+    }
+}
+
+/// Classifies the packet, takes a counter and copies the plaintext into
+/// `w`. Returns [`CONTINUE`] to seal, or the action to return.
+#[inline(never)]
+fn prepare(raw: *mut __sk_buff, w: &mut Work) -> i32 {
+    let ctx = TcContext::new(raw);
+    let Some(cfg) = CONFIG.get(0) else {
+        return PASS;
+    };
+    let len = ctx.len();
+    if len <= ETH_LEN {
+        return PASS;
+    }
+    let inner_len = len - ETH_LEN;
+    // Not a VPN destination: not ours.
+    let Some(peer_id) = route(&ctx, inner_len) else {
+        return PASS;
+    };
+    // A VPN destination without a session yet: the daemon reads it on vpn0p.
+    let (Some(tx), Some(ep)) = (TX_SESSIONS.get_ptr_mut(peer_id), PEERS.get_ptr(peer_id)) else {
+        stats::inc(Counter::NoSession, 1);
+        return PASS;
+    };
+    if inner_len > cfg.mtu || inner_len > MAX_INNER_LEN as u32 {
+        return stats::drop(Counter::DropOversize);
+    }
+    // SAFETY: map values, valid while the program runs.
+    let ep = unsafe { &*ep };
+    if ep.family != FAMILY_V4 || cfg.local_family != FAMILY_V4 {
+        // The IPv6 underlay is not wired up yet (see `emit`).
+        return stats::drop(Counter::TxError);
+    }
+    if skb::load_to_scratch(&ctx, ETH_LEN, w, inner_len).is_err() {
+        return stats::drop(Counter::TxError);
+    }
+    // Every packet takes a fresh counter, atomically, even when several
+    // CPUs send on the same session.
+    // SAFETY: an 8-byte aligned u64 inside a live map value; all
+    // concurrent writers use atomics.
+    let counter =
+        unsafe { vpn_common::atomic::fetch_add(core::ptr::addr_of_mut!((*tx).counter), 1) };
+    // SAFETY: plain reads of a live map value.
+    let (key, remote_index) = unsafe { ((*tx).key, (*tx).remote_index) };
+    w.key = key;
+    w.counter = counter;
+    w.len = inner_len;
+    w.peer_id = peer_id;
+    w.hdr = DataHeader::new(TYPE_DATA, remote_index, counter).to_bytes();
+    w.outer.hdr = w.hdr;
+    encap_v4(
+        &mut w.outer,
+        &cfg.local_addr,
+        &ep.addr,
+        cfg.data_port,
+        ep.port,
+        inner_len,
+    );
+    CONTINUE
+}
+
+/// Grows the packet around the inner packet, writes outer headers,
+/// ciphertext and tag, and redirects it to the underlay.
+///
+/// `bpf_skb_adjust_room` inserts outer IPv4 + UDP + data header after the
+/// Ethernet header, which stays as the 14-byte placeholder that
+/// `bpf_redirect_neigh` needs, and with the encap flags it also sets
+/// `skb->protocol` to the outer family, which the redirect routes by.
+/// An IPv6 underlay adds a second arm: `ENCAP_L3_IPV6`, a 40-byte outer
+/// header and a UDP checksum (mandatory over IPv6) over the sealed region.
+#[inline(never)]
+fn emit(raw: *mut __sk_buff, w: &mut Work) -> i32 {
+    let ctx = TcContext::new(raw);
+    let Some(cfg) = CONFIG.get(0) else {
+        return stats::drop(Counter::TxError);
+    };
+    let inner_len = w.len;
+    // SAFETY: helper calls on the program's own context.
+    unsafe {
+        if bpf_skb_change_tail(raw, ETH_LEN + inner_len + TAG_LEN as u32, 0) < 0 {
+            return stats::drop(Counter::TxError);
+        }
+        let flags = (BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP) as u64;
+        if bpf_skb_adjust_room(raw, ENCAP_V4_LEN as i32, BPF_ADJ_ROOM_MAC, flags) < 0 {
+            return stats::drop(Counter::TxError);
+        }
+    }
+    let ct_off = ETH_LEN + ENCAP_V4_LEN;
+    if skb::store(&ctx, 12, &ETH_P_IP.to_be_bytes()).is_err()
+        || skb::store(&ctx, ETH_LEN, &w.outer).is_err()
+        || skb::store_from_scratch(&ctx, ct_off, w, inner_len).is_err()
+        || skb::store(&ctx, ct_off + inner_len, &w.tag).is_err()
+    {
+        return stats::drop(Counter::TxError);
+    }
+    stats::inc(Counter::TxPackets, 1);
+    stats::inc(Counter::TxBytes, inner_len as u64);
+    stats::peer(w.peer_id, inner_len as u64, true);
+    // The kernel resolves the route and the neighbour (the first packet to
+    // an unresolved neighbour is queued, not lost).
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0) as i32 }
+}
