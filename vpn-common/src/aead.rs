@@ -9,16 +9,21 @@
 //!   with the data-plane nonce and 16-byte AAD. The eBPF programs call these.
 //! - [`seal_detached`]/[`open_detached`], [`chacha20_block`],
 //!   [`chacha20_xor`] and [`poly1305_mac`] take slices of any length, for
-//!   userspace and the RFC 8439 test vectors.
+//!   userspace and the RFC 8439 test vectors. They are not built for BPF:
+//!   BPF functions take at most five register arguments (a slice needs
+//!   two) and cannot return aggregates or call `memcpy` with a runtime
+//!   length.
 
 mod chacha20;
 mod poly1305;
 mod region;
+#[cfg(not(target_arch = "bpf"))]
+mod slice;
 #[cfg(test)]
 mod tests;
 
-pub use chacha20::{chacha20_block, chacha20_xor};
-pub use poly1305::poly1305_mac;
+#[cfg(not(target_arch = "bpf"))]
+pub use slice::{chacha20_block, chacha20_xor, open_detached, poly1305_mac, seal_detached};
 
 use crate::wire;
 
@@ -149,44 +154,4 @@ pub fn open_scratch(
         Some(len) => region::open(key, &wire::nonce(counter), aad, &mut buf.words, len, tag),
         None => false,
     }
-}
-
-/// Runs Poly1305 over `pad16(aad) || pad16(ct) || le64(|aad|) || le64(|ct|)`
-/// (RFC 8439 section 2.8).
-fn aead_mac(otk: &[u32; 8], aad: &[u8], ct: &[u8]) -> [u8; 16] {
-    let mut p = poly1305::Poly1305::new(otk);
-    p.update_padded(aad);
-    p.update_padded(ct);
-    p.block(aad.len() as u64, ct.len() as u64, 1 << 24);
-    p.finish()
-}
-
-/// AEAD_CHACHA20_POLY1305 encryption (RFC 8439 section 2.8) of `data` in
-/// place with any nonce and AAD; returns the tag.
-///
-/// `data` longer than 256 GiB would wrap the block counter; no caller comes
-/// near that.
-pub fn seal_detached(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
-    let input = chacha20::Input::new(key, nonce);
-    let otk = region::one_time_key(&input);
-    chacha20_xor(key, 1, nonce, data);
-    aead_mac(&otk, aad, data)
-}
-
-/// AEAD_CHACHA20_POLY1305 decryption: verifies `tag` (constant time), then
-/// decrypts `data` in place. On `false`, `data` is unchanged.
-pub fn open_detached(
-    key: &[u8; 32],
-    nonce: &[u8; 12],
-    aad: &[u8],
-    data: &mut [u8],
-    tag: &[u8; 16],
-) -> bool {
-    let input = chacha20::Input::new(key, nonce);
-    let otk = region::one_time_key(&input);
-    if !region::tags_equal(&aead_mac(&otk, aad, data), tag) {
-        return false;
-    }
-    chacha20_xor(key, 1, nonce, data);
-    true
 }

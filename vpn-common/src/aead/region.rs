@@ -5,10 +5,10 @@
 //!   and one of Poly1305 blocks (at most 128): seal encrypts then MACs, open
 //!   MACs, compares and only then decrypts;
 //! - every access is a 64-bit word at an index masked into the region, so
-//!   there is no bounds check and no panic path; the last, partial block is
-//!   handled with byte masks instead of a separate tail loop (a byte past
-//!   `len` is XORed with zero, and zeroed before it reaches Poly1305, which
-//!   is exactly `pad16`). Nothing past `len` changes;
+//!   there is no bounds check and no panic path; whole blocks run without
+//!   masks, and the one partial block at the end uses byte masks (a byte
+//!   past `len` is XORed with zero, and zeroed before it reaches Poly1305,
+//!   which is exactly `pad16`). Nothing past `len` changes;
 //! - one block function inlined in the loop body, reading key and nonce
 //!   through volatile loads per block (see [`super::chacha20::block`]).
 
@@ -20,6 +20,10 @@ use super::SCRATCH_LEN;
 const WORDS: usize = SCRATCH_LEN / 8;
 const WORD_MASK: usize = WORDS - 1;
 const _: () = assert!(WORDS.is_power_of_two());
+/// Number of 64-byte ChaCha20 blocks in a region.
+const BLOCKS: usize = SCRATCH_LEN / 64;
+/// Number of 16-byte Poly1305 blocks in a region.
+const CHUNKS: usize = SCRATCH_LEN / 16;
 
 /// Word access to a scratch region. `i` is a 64-bit word index; an
 /// implementation masks it into range, so no access can fail.
@@ -74,40 +78,75 @@ impl Region for [u64; WORDS] {
     }
 }
 
-/// Mask of the bytes of the word starting at byte `pos` that lie before
-/// `len` (little-endian: low bytes first).
+/// Mask of the low `n` bytes of a little-endian word, for `n` in 0..8.
 #[inline(always)]
-fn keep_mask(pos: usize, len: usize) -> u64 {
-    let valid = len.saturating_sub(pos);
-    if valid >= 8 {
-        u64::MAX
-    } else {
-        // valid in 0..8: shift < 64.
-        (1u64 << ((valid & 7) * 8)) - 1
-    }
+fn low_bytes(n: usize) -> u64 {
+    (1u64 << ((n & 7) * 8)) - 1
+}
+
+/// Keystream words `2k` and `2k + 1` of a block as one little-endian u64.
+#[inline(always)]
+fn pair(ks: &[u32; 16], k: usize) -> u64 {
+    (ks[(2 * k) & 15] as u64) | ((ks[(2 * k + 1) & 15] as u64) << 32)
 }
 
 /// XORs `region[..len]` with the ChaCha20 keystream starting at block 1.
+///
+/// Whole blocks in a loop without masks, then at most one partial block
+/// whose words are masked (bytes past `len` are XORed with zero).
+///
+/// The shape is chosen so that the BPF verifier walks the block function
+/// once per block and not once per (block, exit) pair:
+/// - values derived from `len` use shifts and masks (`len >> 6`,
+///   `len & 63`), never `len - constant`: the verifier links a register to
+///   the one it was copied from when a constant is added, and narrowing the
+///   copy in a comparison would then narrow `len` for the rest of the path;
+/// - after the loop, `len` is re-read through [`opaque`], so LLVM cannot
+///   reuse the loop bound the exit comparison narrowed; the tail's address
+///   and counter then come out the same on every exit path, and the
+///   verifier prunes all but the first.
 #[inline(always)]
 pub(crate) fn xor_keystream<R: Region + ?Sized>(input: &Input, region: &mut R, len: usize) {
-    let blocks = len.div_ceil(64);
+    let full = opaque(len) >> 6;
     let mut b = 0;
-    while b < blocks && b < SCRATCH_LEN / 64 {
+    while b < full && b < BLOCKS {
         let ks = chacha20::block(input, b as u32 + 1);
         let base = b * 8;
         let mut k = 0;
         while k < 8 {
-            let w = base + k;
-            let stream = (ks[2 * k] as u64) | ((ks[2 * k + 1] as u64) << 32);
-            let m = keep_mask(w * 8, len);
-            region.store(w, region.load(w) ^ (stream & m));
+            region.store(base + k, region.load(base + k) ^ pair(&ks, k));
             k += 1;
         }
         b += 1;
     }
+    let len = opaque(len);
+    let rem = len & 63;
+    if rem != 0 {
+        let last = (len >> 6) & (BLOCKS - 1);
+        let ks = chacha20::block(input, last as u32 + 1);
+        let base = last * 8;
+        let mut k = 0;
+        while k < 8 {
+            let pos = 8 * k;
+            if rem <= pos {
+                break;
+            }
+            let m = if rem - pos >= 8 {
+                u64::MAX
+            } else {
+                low_bytes(rem - pos)
+            };
+            region.store(base + k, region.load(base + k) ^ (pair(&ks, k) & m));
+            k += 1;
+        }
+    }
 }
 
 /// Runs Poly1305 over `aad || pad16(region[..len]) || le64(16) || le64(len)`.
+///
+/// Same shape as [`xor_keystream`]: whole 16-byte blocks in a loop, then
+/// at most one partial block whose bytes past `len` are masked to zero
+/// (`pad16`).
 #[inline(always)]
 pub(crate) fn mac<R: Region + ?Sized>(
     otk: &[u32; 8],
@@ -118,14 +157,24 @@ pub(crate) fn mac<R: Region + ?Sized>(
     let mut p = Poly1305::new(otk);
     let (lo, hi) = split16(aad);
     p.block(lo, hi, 1 << 24);
-    let chunks = len.div_ceil(16);
+    let full = opaque(len) >> 4;
     let mut c = 0;
-    while c < chunks && c < SCRATCH_LEN / 16 {
-        let w = 2 * c;
-        let lo = region.load(w) & keep_mask(w * 8, len);
-        let hi = region.load(w + 1) & keep_mask(w * 8 + 8, len);
-        p.block(lo, hi, 1 << 24);
+    while c < full && c < CHUNKS {
+        p.block(region.load(2 * c), region.load(2 * c + 1), 1 << 24);
         c += 1;
+    }
+    let len = opaque(len);
+    let rem = len & 15;
+    if rem != 0 {
+        let w = ((len >> 4) & (CHUNKS - 1)) * 2;
+        let lo = region.load(w);
+        let hi = region.load(w + 1);
+        let (lo, hi) = if rem >= 8 {
+            (lo, hi & low_bytes(rem - 8))
+        } else {
+            (lo & low_bytes(rem), 0)
+        };
+        p.block(lo, hi, 1 << 24);
     }
     p.block(16, len as u64, 1 << 24);
     p.finish()
@@ -144,6 +193,17 @@ fn split16(b: &[u8; 16]) -> (u64, u64) {
 pub(crate) fn one_time_key(input: &Input) -> [u32; 8] {
     let b0 = chacha20::block(input, 0);
     [b0[0], b0[1], b0[2], b0[3], b0[4], b0[5], b0[6], b0[7]]
+}
+
+/// Returns `x` through a volatile load, so that LLVM cannot reuse values
+/// derived from `x` earlier (see [`xor_keystream`]). Comparisons narrow
+/// the verifier's idea of a value at each loop exit; a narrowed value
+/// reaching the code after the loop would make the verifier walk that code
+/// once per exit instead of once.
+#[inline(always)]
+fn opaque(x: usize) -> usize {
+    // SAFETY: a volatile read of a local through a valid reference.
+    unsafe { core::ptr::read_volatile(&x) }
 }
 
 /// Constant-time equality of two tags.
@@ -171,8 +231,10 @@ pub(crate) fn seal<R: Region + ?Sized>(
     len: usize,
 ) -> [u8; 16] {
     let input = Input::new(key, nonce);
-    let otk = one_time_key(&input);
     xor_keystream(&input, region, len);
+    // Block 0 after the pass, so that the one-time key is not live (on the
+    // BPF stack) during it.
+    let otk = one_time_key(&input);
     mac(&otk, aad, region, len)
 }
 
