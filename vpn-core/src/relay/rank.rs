@@ -5,7 +5,7 @@ use core::time::Duration;
 
 use rand::{Rng, RngExt};
 
-use super::{Config, Neighbour, Strategy, View};
+use super::{Config, Strategy, View};
 
 /// A possible relay: a member of both neighbour sets, measured from both sides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,14 +82,16 @@ impl<P> Ranking<P> {
 /// Measured neighbours of `view`, sorted by id, deduplicated, without `a` and
 /// `b`. Unmeasured entries are dropped (they can neither relay nor be ranked).
 fn measured<P: Copy + Ord>(view: &View<'_, P>, a: P, b: P) -> Vec<(P, Duration, Duration)> {
-    let mut v: Vec<(P, Duration, Duration)> = view
-        .neighbours
-        .iter()
-        .filter(|n| n.id != a && n.id != b)
-        .filter_map(|n: &Neighbour<P>| n.rtt.map(|rtt| (n.id, rtt, n.connected_at)))
-        .collect();
+    let mut v: Vec<(P, Duration, Duration)> = Vec::with_capacity(view.neighbours.len());
+    for n in view.neighbours {
+        if let (Some(rtt), true) = (n.rtt, n.id != a && n.id != b) {
+            v.push((n.id, rtt, n.connected_at));
+        }
+    }
     // Stable sort keeps the first measured entry of each id first.
-    v.sort_by_key(|x| x.0);
+    if !v.is_sorted_by_key(|x| x.0) {
+        v.sort_by_key(|x| x.0);
+    }
     v.dedup_by(|later, earlier| later.0 == earlier.0);
     v
 }
@@ -116,7 +118,8 @@ where
     let r = measured(&remote, a, b);
 
     // Merge-join: the overlap, measured on both sides.
-    let mut overlap = Vec::new();
+    let mut overlap = Vec::with_capacity(l.len().min(r.len()));
+    let (mut l_shared, mut r_shared) = (vec![false; l.len()], vec![false; r.len()]);
     let (mut i, mut j) = (0, 0);
     while i < l.len() && j < r.len() {
         match l[i].0.cmp(&r[j].0) {
@@ -130,6 +133,8 @@ where
                     remote_rtt: r[j].1,
                     age,
                 });
+                l_shared[i] = true;
+                r_shared[j] = true;
                 i += 1;
                 j += 1;
             }
@@ -170,11 +175,11 @@ where
             }
         }
         Strategy::MostStable => {
-            overlap.sort_by(|x, y| {
-                (Reverse(x.age), x.cost(), x.id).cmp(&(Reverse(y.age), y.cost(), y.id))
-            });
+            // Ties go to the lower id, never to latency: this strategy
+            // does not look at latency.
+            overlap.sort_by_key(|x| (Reverse(x.age), x.id));
             if overlap.is_empty() {
-                if let Some(oldest) = l.iter().min_by_key(|n| (n.2, n.1, n.0)) {
+                if let Some(oldest) = l.iter().min_by_key(|n| (n.2, n.0)) {
                     plan.remote_connects.push(oldest.0);
                 }
             }
@@ -185,8 +190,8 @@ where
                 ((x.age < floor), x.cost(), x.id).cmp(&((y.age < floor), y.cost(), y.id))
             });
             if overlap.is_empty() || cfg.explore_when_overlapping {
-                plan.remote_connects = closest_outside(&l, &r, cfg.explore);
-                plan.local_connects = closest_outside(&r, &l, cfg.explore);
+                plan.remote_connects = closest_outside(&l, &l_shared, cfg.explore);
+                plan.local_connects = closest_outside(&r, &r_shared, cfg.explore);
             }
         }
     }
@@ -197,21 +202,23 @@ where
     }
 }
 
-/// The `n` members of `own` with the lowest RTT that `other` does not hold.
+/// Of the `n` members of `own` with the lowest RTT (ties: lower id), those
+/// not yet `shared` with the other side, lowest first. Bounding by the `n`
+/// closest overall (not the `n` closest outside) keeps exploration finite:
+/// once they are shared, nothing more is asked for.
 fn closest_outside<P: Copy + Ord>(
     own: &[(P, Duration, Duration)],
-    other: &[(P, Duration, Duration)],
+    shared: &[bool],
     n: usize,
 ) -> Vec<P> {
-    let mut v: Vec<(Duration, P)> = own
-        .iter()
-        .filter(|x| other.binary_search_by(|o| o.0.cmp(&x.0)).is_err())
-        .map(|x| (x.1, x.0))
-        .collect();
-    if v.len() > n {
-        v.select_nth_unstable(n);
-        v.truncate(n);
+    let mut best: Vec<(Duration, P, bool)> = Vec::with_capacity(n + 1);
+    for (x, &sh) in own.iter().zip(shared) {
+        let key = (x.1, x.0, sh);
+        if best.len() < n || best.last().is_some_and(|w| (key.0, key.1) < (w.0, w.1)) {
+            let pos = best.partition_point(|b| (b.0, b.1) < (key.0, key.1));
+            best.insert(pos, key);
+            best.truncate(n);
+        }
     }
-    v.sort_unstable();
-    v.into_iter().map(|x| x.1).collect()
+    best.into_iter().filter(|x| !x.2).map(|x| x.1).collect()
 }

@@ -14,7 +14,8 @@ pub enum Strategy {
     /// A uniformly random member of the overlap (seeded RNG passed in).
     Random,
     /// The overlap member with the oldest connection (the smaller of the two
-    /// connection ages), i.e. the most stable one.
+    /// connection ages), i.e. the most stable one; ties go to the lower id,
+    /// never to latency.
     MostStable,
     /// Ours, the default: the overlap member with the lowest RTT sum
     /// (source→relay + relay→destination) among those whose connections to

@@ -292,6 +292,12 @@ fn run_trial(
         strat: vec![StratAcc::default(); params.strategies.len()],
         ..TrialResult::default()
     };
+    let (mut buf_l, mut buf_r) = (Vec::new(), Vec::new());
+    let world = World {
+        sets: &sets,
+        lat: &lat,
+        now,
+    };
     for s in 0..size {
         for d in 0..size {
             if s == d || overlay.knows(s, d) {
@@ -317,7 +323,7 @@ fn run_trial(
                     strategy,
                     ..params.selector
                 };
-                let out = relay_pair(cfg, s, d, &sets, &lat, now, &mut rng);
+                let out = relay_pair(cfg, (s, d), &world, &mut rng, (&mut buf_l, &mut buf_r));
                 let acc = &mut res.strat[i];
                 match out.relay {
                     Some(r) => {
@@ -339,6 +345,23 @@ fn run_trial(
     res
 }
 
+/// What every pair of a trial shares.
+struct World<'a, F> {
+    /// Neighbour sets as the relay core sees them.
+    sets: &'a [Vec<Neighbour<u32>>],
+    /// True RTT between members (ms).
+    lat: &'a F,
+    /// Simulated time of the first exchange.
+    now: Duration,
+}
+
+impl<F> Clone for World<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F> Copy for World<'_, F> {}
+
 struct PairOutcome {
     relay: Option<usize>,
     found_in_overlap: bool,
@@ -354,20 +377,22 @@ struct PairOutcome {
 /// one pair do not change the overlay seen by other pairs.
 fn relay_pair<F>(
     cfg: Config,
-    s: usize,
-    d: usize,
-    sets: &[Vec<Neighbour<u32>>],
-    lat: &F,
-    now: Duration,
+    (s, d): (usize, usize),
+    world: &World<'_, F>,
     rng: &mut ChaCha8Rng,
+    scratch: (&mut Vec<Neighbour<u32>>, &mut Vec<Neighbour<u32>>),
 ) -> PairOutcome
 where
     F: Fn(usize, usize) -> Option<f64>,
 {
+    let World { sets, lat, now } = *world;
     let (s32, d32) = (s as u32, d as u32);
     let mut sel = RelaySelector::new(cfg, s32, d32);
-    let mut local = sets[s].clone();
-    let mut remote = sets[d].clone();
+    let (local, remote) = scratch;
+    local.clear();
+    local.extend_from_slice(&sets[s]);
+    remote.clear();
+    remote.extend_from_slice(&sets[d]);
     let step = cfg.stability_floor.max(cfg.min_dwell) + Duration::from_secs(1);
     let mut out = PairOutcome {
         relay: None,
@@ -377,7 +402,7 @@ where
     };
     let mut t = now;
     for round in 0..4 {
-        let actions = sel.on_neighbour_sets(t, &local, &remote, rng);
+        let actions = sel.on_neighbour_sets(t, local, remote, rng);
         if round == 0 {
             out.found_in_overlap = sel.current().is_some();
         }
@@ -389,8 +414,8 @@ where
                 } => out.switches += 1,
                 Action::Connect { side, peers } => {
                     let (who, set) = match side {
-                        Side::Local => (s, &mut local),
-                        Side::Remote => (d, &mut remote),
+                        Side::Local => (s, &mut *local),
+                        Side::Remote => (d, &mut *remote),
                     };
                     for p in peers {
                         if p == s32 || p == d32 || set.iter().any(|n| n.id == p) {
@@ -415,7 +440,7 @@ where
     }
     // A final exchange lets hysteresis decide on the last connections.
     if out.connections > 0 {
-        for a in sel.on_neighbour_sets(t, &local, &remote, rng) {
+        for a in sel.on_neighbour_sets(t, local, remote, rng) {
             if let Action::UseRelay {
                 replaces: Some(_), ..
             } = a

@@ -48,6 +48,14 @@ pub fn table(r: &RelaySimReport) -> String {
     }
     s.push('\n');
     for row in &r.rows {
+        if row.pairs == 0.0 {
+            let _ = write!(s, "| {} | 0 | – | – | – |", row.size);
+            for _ in &strategies {
+                s.push_str(" – |");
+            }
+            s.push_str(" fully connected: no pair two overlay hops apart | | |\n");
+            continue;
+        }
         let _ = write!(
             s,
             "| {} | {:.0} | {:.2} | {:.1} | {:.1} |",
@@ -76,7 +84,7 @@ pub fn details_table(r: &RelaySimReport) -> String {
     let mut s = String::from(
         "| size | strategy | relay ms | found without creating overlap | connections/pair | switches/pair | no relay |\n|---:|---|---:|---:|---:|---:|---:|\n",
     );
-    for row in &r.rows {
+    for row in r.rows.iter().filter(|row| row.pairs > 0.0) {
         for (name, st) in &row.strategies {
             let _ = writeln!(
                 s,
@@ -109,7 +117,11 @@ pub struct TargetCheck {
 #[must_use]
 pub fn check_targets(r: &RelaySimReport) -> Vec<TargetCheck> {
     let mut out = Vec::new();
-    for row in r.rows.iter().filter(|row| row.size >= 50) {
+    for row in r
+        .rows
+        .iter()
+        .filter(|row| row.size >= 50 && row.pairs > 0.0)
+    {
         let ours = relay(row, Strategy::DEFAULT);
         let paper = relay(row, Strategy::PaperClosest);
         let pct = over_direct_pct(row.direct_ms, ours);
