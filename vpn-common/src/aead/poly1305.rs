@@ -76,9 +76,11 @@ impl Poly1305 {
         self.h = [h0, h1, h2, h3, h4];
     }
 
-    /// Finishes the MAC: reduces modulo 2^130 - 5 and adds the pad.
+    /// Finishes the MAC: reduces modulo 2^130 - 5 and adds the pad. The
+    /// tag comes out as two little-endian 64-bit words (8-byte aligned, so
+    /// that BPF code never needs byte-wise copies of it).
     #[inline(always)]
-    pub(crate) fn finish(&self) -> [u8; 16] {
+    pub(crate) fn finish(&self) -> [u64; 2] {
         let [mut h0, mut h1, mut h2, mut h3, mut h4] = self.h;
         // Full carry.
         let mut c = h1 >> 26;
@@ -132,11 +134,28 @@ impl Poly1305 {
         let f2 = w2 + self.pad[2] as u64 + (f1 >> 32);
         let f3 = w3 + self.pad[3] as u64 + (f2 >> 32);
 
-        let mut tag = [0u8; 16];
-        tag[0..4].copy_from_slice(&(f0 as u32).to_le_bytes());
-        tag[4..8].copy_from_slice(&(f1 as u32).to_le_bytes());
-        tag[8..12].copy_from_slice(&(f2 as u32).to_le_bytes());
-        tag[12..16].copy_from_slice(&(f3 as u32).to_le_bytes());
-        tag
+        [
+            (f0 & 0xffff_ffff) | (f1 << 32),
+            (f2 & 0xffff_ffff) | (f3 << 32),
+        ]
     }
+}
+
+/// A tag's bytes from its two little-endian words.
+#[inline(always)]
+pub(crate) fn tag_bytes(t: &[u64; 2]) -> [u8; 16] {
+    let (a, b) = (t[0].to_le_bytes(), t[1].to_le_bytes());
+    [
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[2], b[3], b[4], b[5], b[6],
+        b[7],
+    ]
+}
+
+/// A tag's two little-endian words from its bytes.
+#[inline(always)]
+pub(crate) fn tag_words(b: &[u8; 16]) -> [u64; 2] {
+    [
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+    ]
 }

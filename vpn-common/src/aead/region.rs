@@ -9,11 +9,17 @@
 //!   masks, and the one partial block at the end uses byte masks (a byte
 //!   past `len` is XORed with zero, and zeroed before it reaches Poly1305,
 //!   which is exactly `pad16`). Nothing past `len` changes;
+//! - each pass is its own BPF function (`inline(never)` on BPF only): the
+//!   verifier walks a pass once per exit of its loop, and whatever stale
+//!   values those exits leave in the pass's stack frame (loop counters,
+//!   running pointers) disappear with the frame on return, so the states
+//!   after the call agree and are pruned. Inlined, the next pass was
+//!   walked again for every exit of the previous one (over the 1M limit);
 //! - one block function inlined in the loop body, reading key and nonce
 //!   through volatile loads per block (see [`super::chacha20::block`]).
 
 use super::chacha20::{self, Input};
-use super::poly1305::Poly1305;
+use super::poly1305::{tag_bytes, tag_words, Poly1305};
 use super::SCRATCH_LEN;
 
 /// Number of 64-bit words in a scratch region.
@@ -105,7 +111,8 @@ fn pair(ks: &[u32; 16], k: usize) -> u64 {
 ///   reuse the loop bound the exit comparison narrowed; the tail's address
 ///   and counter then come out the same on every exit path, and the
 ///   verifier prunes all but the first.
-#[inline(always)]
+#[cfg_attr(target_arch = "bpf", inline(never))]
+#[cfg_attr(not(target_arch = "bpf"), inline(always))]
 pub(crate) fn xor_keystream<R: Region + ?Sized>(input: &Input, region: &mut R, len: usize) {
     let full = opaque(len) >> 6;
     let mut b = 0;
@@ -142,19 +149,22 @@ pub(crate) fn xor_keystream<R: Region + ?Sized>(input: &Input, region: &mut R, l
     }
 }
 
-/// Runs Poly1305 over `aad || pad16(region[..len]) || le64(16) || le64(len)`.
+/// Runs Poly1305 over `aad || pad16(region[..len]) || le64(16) || le64(len)`
+/// with the one-time key from ChaCha20 block 0, and writes the tag.
 ///
 /// Same shape as [`xor_keystream`]: whole 16-byte blocks in a loop, then
 /// at most one partial block whose bytes past `len` are masked to zero
 /// (`pad16`).
-#[inline(always)]
+#[cfg_attr(target_arch = "bpf", inline(never))]
+#[cfg_attr(not(target_arch = "bpf"), inline(always))]
 pub(crate) fn mac<R: Region + ?Sized>(
-    otk: &[u32; 8],
+    input: &Input,
     aad: &[u8; 16],
     region: &R,
     len: usize,
-) -> [u8; 16] {
-    let mut p = Poly1305::new(otk);
+    tag: &mut [u64; 2],
+) {
+    let mut p = Poly1305::new(&one_time_key(input));
     let (lo, hi) = split16(aad);
     p.block(lo, hi, 1 << 24);
     let full = opaque(len) >> 4;
@@ -177,7 +187,7 @@ pub(crate) fn mac<R: Region + ?Sized>(
         p.block(lo, hi, 1 << 24);
     }
     p.block(16, len as u64, 1 << 24);
-    p.finish()
+    *tag = p.finish();
 }
 
 #[inline(always)]
@@ -206,15 +216,16 @@ fn opaque(x: usize) -> usize {
     unsafe { core::ptr::read_volatile(&x) }
 }
 
+/// Initial value of a tag out-parameter. Not all-zero on purpose: LLVM
+/// turns a zeroed 16-byte local into a `memset` call, and the generic
+/// `memset` BPF links in aligns its pointer with arithmetic the verifier
+/// rejects ("misaligned stack access").
+const TAG_INIT: [u64; 2] = [1, 1];
+
 /// Constant-time equality of two tags.
 #[inline(always)]
-pub(crate) fn tags_equal(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let mut d = 0u8;
-    let mut i = 0;
-    while i < 16 {
-        d |= a[i] ^ b[i];
-        i += 1;
-    }
+pub(crate) fn tags_equal(a: &[u64; 2], b: &[u64; 2]) -> bool {
+    let d = (a[0] ^ b[0]) | (a[1] ^ b[1]);
     // Launder through a volatile read so the compiler cannot turn the
     // accumulation into an early-exit comparison.
     // SAFETY: reading a local through a valid reference.
@@ -232,10 +243,9 @@ pub(crate) fn seal<R: Region + ?Sized>(
 ) -> [u8; 16] {
     let input = Input::new(key, nonce);
     xor_keystream(&input, region, len);
-    // Block 0 after the pass, so that the one-time key is not live (on the
-    // BPF stack) during it.
-    let otk = one_time_key(&input);
-    mac(&otk, aad, region, len)
+    let mut tag = TAG_INIT;
+    mac(&input, aad, region, len, &mut tag);
+    tag_bytes(&tag)
 }
 
 /// Open over a region; `len` must already be clamped to `SCRATCH_LEN - 16`.
@@ -249,9 +259,9 @@ pub(crate) fn open<R: Region + ?Sized>(
     tag: &[u8; 16],
 ) -> bool {
     let input = Input::new(key, nonce);
-    let otk = one_time_key(&input);
-    let expected = mac(&otk, aad, region, len);
-    if !tags_equal(&expected, tag) {
+    let mut expected = TAG_INIT;
+    mac(&input, aad, region, len, &mut expected);
+    if !tags_equal(&expected, &tag_words(tag)) {
         return false;
     }
     xor_keystream(&input, region, len);

@@ -4,7 +4,7 @@
 //! documentation of [`super`]).
 
 use super::chacha20::{block, Input};
-use super::poly1305::Poly1305;
+use super::poly1305::{tag_bytes, tag_words, Poly1305};
 use super::region;
 
 /// Serializes keystream words little-endian.
@@ -104,12 +104,12 @@ pub fn poly1305_mac(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
     }
     let mut p = Poly1305::new(&words);
     p.update(msg);
-    p.finish()
+    tag_bytes(&p.finish())
 }
 
 /// Runs Poly1305 over `pad16(aad) || pad16(ct) || le64(|aad|) || le64(|ct|)`
 /// (RFC 8439 section 2.8).
-fn aead_mac(otk: &[u32; 8], aad: &[u8], ct: &[u8]) -> [u8; 16] {
+fn aead_mac(otk: &[u32; 8], aad: &[u8], ct: &[u8]) -> [u64; 2] {
     let mut p = Poly1305::new(otk);
     p.update_padded(aad);
     p.update_padded(ct);
@@ -126,7 +126,7 @@ pub fn seal_detached(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], data: &mut [u
     let input = Input::new(key, nonce);
     let otk = region::one_time_key(&input);
     chacha20_xor(key, 1, nonce, data);
-    aead_mac(&otk, aad, data)
+    tag_bytes(&aead_mac(&otk, aad, data))
 }
 
 /// AEAD_CHACHA20_POLY1305 decryption: verifies `tag` (constant time), then
@@ -140,7 +140,7 @@ pub fn open_detached(
 ) -> bool {
     let input = Input::new(key, nonce);
     let otk = region::one_time_key(&input);
-    if !region::tags_equal(&aead_mac(&otk, aad, data), tag) {
+    if !region::tags_equal(&aead_mac(&otk, aad, data), &tag_words(tag)) {
         return false;
     }
     chacha20_xor(key, 1, nonce, data);
