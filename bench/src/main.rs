@@ -1,1 +1,52 @@
-fn main() {}
+//! `vpn-bench`: GroupVPN's benchmark suites, run by `cargo xtask bench`.
+//!
+//! - `vpn-bench dataplane --out DIR` (root): the data-plane comparison of
+//!   plain veth, the kernel path, the userspace twin and boringtun on the
+//!   same namespace topology; writes `DIR/dataplane.{json,md,png}`.
+
+mod dataplane;
+mod machine;
+mod signals;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vpn-bench", about = "GroupVPN benchmark suites")]
+struct Cli {
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Subcommand)]
+enum Suite {
+    /// veth vs kernel path vs userspace twin vs boringtun: TCP, UDP pps,
+    /// RTT, and the BPF programs' per-packet cost (needs root).
+    Dataplane(dataplane::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.suite {
+        Suite::Dataplane(args) => {
+            if !vpn_tests::is_root() {
+                bail!("the dataplane suite builds network namespaces and loads eBPF programs: run it as root");
+            }
+            // Before any thread or child exists, so every thread inherits
+            // the blocked signal mask and only the watcher sees the signals.
+            signals::install()?;
+            dataplane::run(&args)
+        }
+    }
+}
+
+/// The output folder argument shared by suites.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OutArg {
+    /// Folder for NAME.json, NAME.md (and NAME.png).
+    #[arg(long, default_value = "docs/bench")]
+    pub out: PathBuf,
+}

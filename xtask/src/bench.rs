@@ -4,14 +4,21 @@
 //!
 //! - `dataplane`: the `vpn-bench` binary (package `vpn-bench`, built in
 //!   release with `vpn-control`), run as `vpn-bench dataplane --out DIR`
-//!   with `VPN_CONTROL_BIN` naming the release `vpn-control`. Needs root.
+//!   with `VPN_CONTROL_BIN` naming the release `vpn-control` and
+//!   `BORINGTUN_BIN` the boringtun-cli it compares against (installed here
+//!   from crates.io, idempotently, into `~/.cache/groupvpn/boringtun`).
+//!   Needs root.
 //! - `relay-sim`: the relay simulator's suite (`sim::bench_suite`).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::util::{cargo, describe, is_root, run_ok, target_dir, workspace_root};
+use crate::util::{cargo, describe, is_root, output_ok, run_ok, target_dir, workspace_root};
+
+/// The established userspace VPN the dataplane suite compares against.
+pub const BORINGTUN_VERSION: &str = "0.7.1";
 
 /// Every suite, in the order `cargo xtask bench` runs them.
 pub const SUITES: &[&str] = &["dataplane", "relay-sim"];
@@ -24,6 +31,9 @@ pub struct BenchArgs {
     /// Output folder (default: docs/bench/ in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// A remark for the dataplane report (e.g. other load on the machine).
+    #[arg(long)]
+    note: Option<String>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -41,7 +51,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     for s in suites {
         eprintln!("bench: suite {s} -> {}", out.display());
         match s {
-            "dataplane" => dataplane(&out)?,
+            "dataplane" => dataplane(&out, args.note.as_deref())?,
             "relay-sim" => relay_sim(&out)?,
             _ => unreachable!("checked above"),
         }
@@ -49,12 +59,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn dataplane(out: &Path) -> Result<()> {
+fn dataplane(out: &Path, note: Option<&str>) -> Result<()> {
     if !is_root() {
         bail!(
             "the dataplane suite builds network namespaces and loads eBPF programs: run it as root"
         );
     }
+    let boringtun = ensure_boringtun()?;
     let mut build = cargo();
     build.args(["build", "--release", "-p", "vpn-control", "-p", "vpn-bench"]);
     eprintln!("bench: {}", describe(&build));
@@ -63,11 +74,56 @@ fn dataplane(out: &Path) -> Result<()> {
     let mut cmd = std::process::Command::new(rel.join("vpn-bench"));
     cmd.current_dir(workspace_root())
         .env("VPN_CONTROL_BIN", rel.join("vpn-control"))
+        .env("BORINGTUN_BIN", &boringtun)
         .arg("dataplane")
         .arg("--out")
         .arg(out);
+    if let Some(n) = note {
+        cmd.arg("--note").arg(n);
+    }
     eprintln!("bench: {}", describe(&cmd));
     run_ok(&mut cmd)
+}
+
+/// `boringtun-cli` BORINGTUN_VERSION under `~/.cache/groupvpn/boringtun`,
+/// installed from crates.io (`cargo install --locked`) unless the right
+/// version is already there. Returns the binary's path.
+fn ensure_boringtun() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let root = PathBuf::from(home).join(".cache/groupvpn/boringtun");
+    let bin = root.join("bin").join("boringtun-cli");
+    let right_version = || {
+        output_ok(Command::new(&bin).arg("--version"))
+            .is_some_and(|v| v.split_whitespace().any(|w| w == BORINGTUN_VERSION))
+    };
+    if right_version() {
+        return Ok(bin);
+    }
+    let mut cmd = Command::new("cargo");
+    // Build with the default (stable) toolchain, outside the workspace's target.
+    cmd.env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO_TARGET_DIR")
+        .args([
+            "install",
+            "boringtun-cli",
+            "--version",
+            BORINGTUN_VERSION,
+            "--locked",
+            "--root",
+        ])
+        .arg(&root);
+    eprintln!(
+        "bench: installing boringtun-cli {BORINGTUN_VERSION} (a minute or two): {}",
+        describe(&cmd)
+    );
+    run_ok(&mut cmd)?;
+    if !right_version() {
+        bail!(
+            "installed boringtun-cli, but `{} --version` does not report {BORINGTUN_VERSION}",
+            bin.display()
+        );
+    }
+    Ok(bin)
 }
 
 fn relay_sim(out: &Path) -> Result<()> {
