@@ -1,1 +1,111 @@
-fn main() {}
+//! `vpn-control`: the GroupVPN node daemon and its CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use vpn_control::{config, control, daemon};
+
+#[derive(Parser)]
+#[command(name = "vpn-control", version, about = "GroupVPN node daemon and CLI")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Set up the VPN interface and run the data plane in the foreground
+    /// until SIGINT/SIGTERM or `vpn-control down`.
+    Up {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Stop a running daemon, or clean up what a killed one left behind.
+    Down {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Show peers, paths and counters of a running daemon.
+    Status {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file and exit.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Up { config } => {
+            let cfg = config::load(&config)?;
+            runtime()?.block_on(daemon::up(cfg))?;
+        }
+        Cmd::Down { config } => {
+            let cfg = config::load(&config)?;
+            let msg = runtime()?.block_on(daemon::down(&cfg))?;
+            println!("{msg}");
+        }
+        Cmd::Status { config, json } => {
+            let cfg = config::load(&config)?;
+            let s = daemon::status(&cfg)?;
+            let text = if json {
+                serde_json::to_string_pretty(&s)? + "\n"
+            } else {
+                control::render_table(&s)
+            };
+            write_stdout(&text)?;
+        }
+        Cmd::Check { config } => {
+            let cfg = config::load(&config)?;
+            println!(
+                "{}: ok ({} peer(s), data plane {:?})",
+                config.display(),
+                cfg.peers.len(),
+                cfg.interface.dataplane
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpn-control: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
