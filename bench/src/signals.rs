@@ -41,6 +41,13 @@ fn signal_set() -> libc::sigset_t {
 /// thread inherits the mask; `std::process::Command` resets the mask in
 /// children) and starts the watcher thread.
 pub fn install() -> Result<()> {
+    // A shell starts background jobs with SIGINT ignored, and an ignored
+    // signal is discarded instead of queued for sigwait: take SIGINT and
+    // SIGTERM back (SIGHUP stays ignored under nohup, as asked).
+    for s in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installing the default disposition has no preconditions.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
     let set = signal_set();
     // SAFETY: valid set pointer; the old mask is not needed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -98,6 +105,19 @@ fn kill_all(pids: &[i32], sig: i32) {
     }
 }
 
+/// Whether `pid` still runs (a zombie our main thread has not reaped yet
+/// counts as gone).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 fn cleanup() {
     if let Ok(mut g) = RESTORE.lock() {
         if let Some((path, old)) = g.take() {
@@ -110,11 +130,7 @@ fn cleanup() {
     let all: Vec<i32> = spaces.iter().flat_map(|n| pids_in(n)).collect();
     kill_all(&all, libc::SIGTERM);
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10)
-        && all
-            .iter()
-            .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-    {
+    while start.elapsed() < Duration::from_secs(10) && all.iter().any(|&p| alive(p)) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for n in &spaces {
