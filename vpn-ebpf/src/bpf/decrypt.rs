@@ -12,7 +12,7 @@ use aya_ebpf::{
         __sk_buff, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_DECAP_L3_IPV4,
         BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_INGRESS,
     },
-    helpers::generated::{bpf_redirect, bpf_skb_adjust_room, bpf_skb_change_tail},
+    helpers::generated::{bpf_redirect, bpf_skb_adjust_room},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -243,19 +243,20 @@ fn deliver(raw: *mut __sk_buff, w: &mut Work) -> i32 {
         return stats::drop(Counter::DropWrongInnerSource);
     }
 
-    // Remove outer IP, UDP and data header after the Ethernet header, then
-    // trim to the inner packet. Without BPF_F_ADJ_ROOM_NO_CSUM_RESET the
-    // helper drops the outer packet's checksum state, so the stack verifies
-    // the inner checksums itself.
-    let outer = w.ct_off - ETH_LEN;
-    // SAFETY: helper calls on the program's own context.
-    unsafe {
-        if bpf_skb_adjust_room(raw, -(outer as i32), BPF_ADJ_ROOM_MAC, decap_flag as u64) < 0 {
-            return stats::drop(Counter::DropTruncated);
-        }
-        if bpf_skb_change_tail(raw, ETH_LEN + inner_len, 0) < 0 {
-            return stats::drop(Counter::DropTruncated);
-        }
+    // One shrink right after the Ethernet header removes everything but
+    // `inner_len` bytes (outer IP, UDP, data header, and as many bytes as
+    // the tag and any link padding take at the end); the plaintext is then
+    // written over what is left. `bpf_skb_change_tail` is not an option: it
+    // refuses skbs marked `encapsulation`, which a packet encapsulated by a
+    // BPF program on another host of a veth underlay still is. Without
+    // BPF_F_ADJ_ROOM_NO_CSUM_RESET the helper also drops the outer packet's
+    // checksum state, so the stack verifies the inner checksums itself.
+    let remove = ctx.len() - ETH_LEN - inner_len;
+    // SAFETY: helper call on the program's own context.
+    if unsafe { bpf_skb_adjust_room(raw, -(remove as i32), BPF_ADJ_ROOM_MAC, decap_flag as u64) }
+        < 0
+    {
+        return stats::drop(Counter::DropTruncated);
     }
     let m = cfg.vpn_mac;
     let p = eth_proto.to_be_bytes();

@@ -10,7 +10,7 @@ use aya_ebpf::{
         __sk_buff, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
         BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
     },
-    helpers::generated::{bpf_redirect_neigh, bpf_skb_adjust_room, bpf_skb_change_tail},
+    helpers::generated::{bpf_redirect_neigh, bpf_skb_adjust_room},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -118,13 +118,13 @@ fn prepare(raw: *mut __sk_buff, w: &mut Work) -> i32 {
     CONTINUE
 }
 
-/// Grows the packet around the inner packet, writes outer headers,
-/// ciphertext and tag, and redirects it to the underlay.
+/// Grows the packet, writes outer headers, ciphertext and tag, and
+/// redirects it to the underlay.
 ///
-/// `bpf_skb_adjust_room` inserts outer IPv4 + UDP + data header after the
-/// Ethernet header, which stays as the 14-byte placeholder that
-/// `bpf_redirect_neigh` needs, and with the encap flags it also sets
-/// `skb->protocol` to the outer family, which the redirect routes by.
+/// The Ethernet header stays as the 14-byte placeholder that
+/// `bpf_redirect_neigh` needs; with the encap flags `bpf_skb_adjust_room`
+/// also sets `skb->protocol` to the outer family, which the redirect routes
+/// by.
 /// An IPv6 underlay adds a second arm: `ENCAP_L3_IPV6`, a 40-byte outer
 /// header and a UDP checksum (mandatory over IPv6) over the sealed region.
 #[inline(never)]
@@ -134,15 +134,15 @@ fn emit(raw: *mut __sk_buff, w: &mut Work) -> i32 {
         return stats::drop(Counter::TxError);
     };
     let inner_len = w.len;
-    // SAFETY: helper calls on the program's own context.
-    unsafe {
-        if bpf_skb_change_tail(raw, ETH_LEN + inner_len + TAG_LEN as u32, 0) < 0 {
-            return stats::drop(Counter::TxError);
-        }
-        let flags = (BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP) as u64;
-        if bpf_skb_adjust_room(raw, ENCAP_V4_LEN as i32, BPF_ADJ_ROOM_MAC, flags) < 0 {
-            return stats::drop(Counter::TxError);
-        }
+    // One grow right after the Ethernet header makes room for the outer
+    // headers and the tag; headers, ciphertext and tag are then written
+    // over the whole packet (the plaintext is already in `w`). This avoids
+    // `bpf_skb_change_tail`, which refuses skbs marked `encapsulation`.
+    let flags = (BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP) as u64;
+    let grow = ENCAP_V4_LEN + TAG_LEN as u32;
+    // SAFETY: helper call on the program's own context.
+    if unsafe { bpf_skb_adjust_room(raw, grow as i32, BPF_ADJ_ROOM_MAC, flags) } < 0 {
+        return stats::drop(Counter::TxError);
     }
     let ct_off = ETH_LEN + ENCAP_V4_LEN;
     if skb::store(&ctx, 12, &ETH_P_IP.to_be_bytes()).is_err()

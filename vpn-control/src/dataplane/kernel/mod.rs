@@ -242,6 +242,18 @@ impl KernelDataplane {
     }
 }
 
+/// Names of the programs attached (through TCX) to TC ingress of the
+/// interface `ifname` in the caller's network namespace: for `status`,
+/// tests and clean-up checks.
+pub fn attached_ingress_programs(ifname: &str) -> Result<Vec<String>, DataplaneError> {
+    let (_, infos) = SchedClassifier::query_tcx(ifname, TcAttachType::Ingress)
+        .map_err(|e| DataplaneError::Other(format!("querying TC ingress of {ifname}: {e}")))?;
+    Ok(infos
+        .iter()
+        .map(|i| i.name_as_str().unwrap_or("?").to_string())
+        .collect())
+}
+
 fn classifier_mut<'a>(
     ebpf: &'a mut Ebpf,
     name: &str,
