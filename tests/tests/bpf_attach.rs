@@ -280,6 +280,46 @@ fn bpf_attach_ping_over_the_kernel_path() {
     let runs = dpa.program_stats();
     assert!(runs.iter().all(|(_, _, cnt)| *cnt > 0), "{runs:?}");
 
+    // A VPN destination without a session: counted, and passed up on vpn0p
+    // where the reader sees it.
+    let mut dpa = dpa;
+    let mut state = desired(b.underlay, b.vpn4, b.vpn6, k_ab, k_ba, 200, 100);
+    state.peers.insert(
+        2,
+        DesiredPeer {
+            id: 2,
+            name: "no-session".into(),
+            endpoint: None,
+            allowed: vec![Prefix {
+                addr: "10.91.0.9".parse().unwrap(),
+                len: 32,
+            }],
+            tx: None,
+            rx: vec![],
+        },
+    );
+    dpa.apply(&state).unwrap();
+    a.ns.ip(["route", "add", "10.91.0.9/32", "dev", "vpn0"])
+        .unwrap();
+    let before = dpa.stats().unwrap().counters[&Counter::NoSession];
+    let _ =
+        a.ns.output("ping", ["-c", "2", "-i", "0.2", "-W", "1", "10.91.0.9"]);
+    let after = dpa.stats().unwrap().counters[&Counter::NoSession];
+    assert!(after >= before + 2, "no_session {before} -> {after}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while dpa.no_session_packets() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        dpa.no_session_packets() >= 2,
+        "reader saw {}",
+        dpa.no_session_packets()
+    );
+    assert_eq!(
+        dpa.stats().unwrap().counters[&Counter::TxPackets],
+        sa[&Counter::TxPackets]
+    );
+
     // Dropping the data plane detaches the programs (as process exit does).
     drop(dpa);
     assert!(attached_programs(&a.ns).is_empty());

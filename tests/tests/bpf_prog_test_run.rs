@@ -945,33 +945,53 @@ fn per_packet_cost_1400_bytes() {
         return;
     };
     const N: u64 = 2000;
-    let inner = inner4(ME4, PEER4, 1400);
-    let frame = eth_for(&inner);
-    let mut enc_ns = Vec::new();
-    let mut out = vec![0u8; 4096];
-    for _ in 0..N {
-        let r = f.dp.test_run(ENCRYPT, &frame, &mut out, 1).unwrap();
-        assert_eq!(r.verdict, TC_ACT_REDIRECT);
-        enc_ns.push(r.duration.as_nanos() as u64);
-    }
-    let inner = inner4(PEER4, ME4, 1400);
-    let frames: Vec<Vec<u8>> = (0..N)
-        .map(|c| data_frame(&RX_KEY, LOCAL_INDEX, 100 + c, &inner))
-        .collect();
-    let mut dec_ns = Vec::new();
-    for fr in &frames {
-        let r = f.dp.test_run(DECRYPT, fr, &mut out, 1).unwrap();
-        assert_eq!(r.verdict, TC_ACT_REDIRECT);
-        assert_eq!(&out[14..r.out_len], &inner[..]);
-        dec_ns.push(r.duration.as_nanos() as u64);
-    }
-    let median = |v: &mut Vec<u64>| {
+    let median = |mut v: Vec<u64>| {
         v.sort_unstable();
         v[v.len() / 2]
     };
-    let (e, d) = (median(&mut enc_ns), median(&mut dec_ns));
-    eprintln!("per-packet cost, 1400-byte inner packets (median of {N} runs): encrypt {e} ns, decrypt {d} ns");
+    let mut out = vec![0u8; 4096];
+    let mut counter = 100;
+    let mut report = Vec::new();
+    for len in [64usize, 512, 1400] {
+        let inner = inner4(ME4, PEER4, len);
+        let frame = eth_for(&inner);
+        let mut enc_ns = Vec::new();
+        for _ in 0..N {
+            let r = f.dp.test_run(ENCRYPT, &frame, &mut out, 1).unwrap();
+            assert_eq!(r.verdict, TC_ACT_REDIRECT);
+            enc_ns.push(r.duration.as_nanos() as u64);
+        }
+        let inner = inner4(PEER4, ME4, len);
+        let frames: Vec<Vec<u8>> = (0..N)
+            .map(|_| {
+                counter += 1;
+                data_frame(&RX_KEY, LOCAL_INDEX, counter, &inner)
+            })
+            .collect();
+        let mut dec_ns = Vec::new();
+        for fr in &frames {
+            let r = f.dp.test_run(DECRYPT, fr, &mut out, 1).unwrap();
+            assert_eq!(r.verdict, TC_ACT_REDIRECT);
+            assert_eq!(&out[14..r.out_len], &inner[..]);
+            dec_ns.push(r.duration.as_nanos() as u64);
+        }
+        report.push((len, median(enc_ns), median(dec_ns)));
+    }
+    // The cost of classifying alone: a VPN destination without a session.
+    let frame = eth_for(&inner4(ME4, NOSESSION4, 1400));
+    let pass: Vec<u64> = (0..N)
+        .map(|_| {
+            f.dp.test_run(ENCRYPT, &frame, &mut out, 1)
+                .unwrap()
+                .duration
+                .as_nanos() as u64
+        })
+        .collect();
+    for (len, e, d) in &report {
+        eprintln!("per-packet cost, {len}-byte inner packets (median of {N} runs): encrypt {e} ns, decrypt {d} ns");
+    }
+    eprintln!("encrypt program, no-session pass: {} ns", median(pass));
     let c = f.counters();
-    assert_eq!(c[&Counter::TxPackets], N);
-    assert_eq!(c[&Counter::RxPackets], N);
+    assert_eq!(c[&Counter::TxPackets], 3 * N);
+    assert_eq!(c[&Counter::RxPackets], 3 * N);
 }
