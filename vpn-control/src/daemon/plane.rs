@@ -157,9 +157,7 @@ pub async fn start<N: NetConfig>(
         DataplaneMode::Auto => match start_kernel(n, cfg, underlay, mtu, routes, desired).await {
             Ok(p) => Ok(p),
             Err(e) => {
-                tracing::warn!(
-                    "kernel data plane unavailable ({e}); falling back to the userspace twin"
-                );
+                tracing::warn!("falling back to the userspace twin: {e}");
                 netdev::remove(n, &names).await?;
                 start_userspace(n, cfg, underlay, mtu, routes, desired).await
             }
