@@ -143,7 +143,53 @@ proptest! {
     }
 }
 
-/// Every length the scratch path accepts, against the reference.
+/// Poly1305 with the values that stress carries and the final reduction:
+/// the largest clamped `r`, `s` all ones, messages of all-ones bytes (and
+/// all-ones mixed with zeros), at every length up to 200.
+#[test]
+fn poly1305_extreme_values_match_reference() {
+    let keys = [[0xffu8; 32], {
+        let mut k = [0xffu8; 32];
+        k[16..].fill(0);
+        k
+    }];
+    for key in keys {
+        for len in 0..=200usize {
+            for pattern in 0..3u8 {
+                let msg: Vec<u8> = (0..len)
+                    .map(|i| match pattern {
+                        0 => 0xff,
+                        1 => {
+                            if i % 16 == 15 {
+                                0
+                            } else {
+                                0xff
+                            }
+                        }
+                        _ => {
+                            if i % 3 == 0 {
+                                0xfe
+                            } else {
+                                0xff
+                            }
+                        }
+                    })
+                    .collect();
+                let expected: [u8; 16] = ::poly1305::Poly1305::new((&key).into())
+                    .compute_unpadded(&msg)
+                    .into();
+                assert_eq!(
+                    poly1305_mac(&key, &msg),
+                    expected,
+                    "len {len} pattern {pattern}"
+                );
+            }
+        }
+    }
+}
+
+/// Every length the scratch paths accept (aligned and byte regions),
+/// against the reference.
 #[test]
 fn scratch_every_length() {
     let key: [u8; 32] = core::array::from_fn(|i| (i * 7 + 3) as u8);
@@ -160,6 +206,17 @@ fn scratch_every_length() {
         assert_eq!(&aligned.bytes()[len..], &fill[len..], "len {len}");
         assert!(open_scratch(&key, counter, &aad, &mut aligned, len, &tag));
         assert_eq!(&aligned.bytes()[..], &fill[..]);
+
+        let mut bytes = scratch_from(&fill);
+        assert_eq!(
+            seal(&key, counter, &aad, &mut bytes, len),
+            expected_tag,
+            "len {len}"
+        );
+        assert_eq!(&bytes[..len], &expected[..], "len {len}");
+        assert_eq!(&bytes[len..], &fill[len..], "len {len}");
+        assert!(open(&key, counter, &aad, &mut bytes, len, &tag));
+        assert_eq!(&bytes[..], &fill[..]);
     }
 }
 
