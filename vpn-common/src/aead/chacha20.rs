@@ -60,11 +60,16 @@ macro_rules! quarter {
 
 /// One ChaCha20 block: the 16 keystream words for `counter`.
 ///
-/// The state lives in sixteen locals. On BPF (ten registers) LLVM spills
-/// about a quarter of the instructions of the round loop; a variant that
-/// keeps the state in a volatile stack array and runs the quarter rounds
-/// in pairs measured 5% slower, and unrolling two double rounds per
-/// iteration made no difference, so this is the simple form.
+/// The state lives in sixteen locals. On BPF (ten registers) LLVM's round
+/// loop is about 300 instructions per double round, of which ~70 are
+/// spills and ~40 extra moves. Measured alternatives, all no better in
+/// `BPF_PROG_TEST_RUN` (seal of 1,400 bytes): the state in a volatile stack
+/// array with one or two quarter rounds per load/store group (5-10% slower:
+/// store-to-load forwarding lands on the dependency chain), the same as
+/// hand-written BPF assembly (slower for the same reason), rotates as a
+/// 64-bit multiply by 2^32 + 1 and one shift (2 instructions instead of 4,
+/// but the multiply's latency is on the chain: slower), two double rounds
+/// per iteration, and LLVM's other register allocators and schedulers.
 ///
 /// `input` is read through volatile loads, once to set up the state and
 /// once more for the final addition. This keeps LLVM from holding the
