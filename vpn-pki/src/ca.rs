@@ -255,7 +255,9 @@ impl GroupCa {
                 ),
             ));
         }
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)
+        // A PKCS#8 v1 key (seed only), as `openssl genpkey` writes it: ring's
+        // own v2 encoding of Ed25519 keys is not readable by OpenSSL.
+        let key = KeyPair::try_from(crate::NodeIdentity::generate().to_pkcs8_der())
             .map_err(|e| PkiError::build("CA key", e))?;
         let now = truncate(now);
         let mut p = CertificateParams::default();
