@@ -1,0 +1,677 @@
+//! The key state of one peer: current, previous and pending sessions, the
+//! handshake in progress and its timers.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ring::agreement::EphemeralPrivateKey;
+
+use super::crypto::{self, Entropy, Identity, Transcript};
+use super::wire::{Ack, Confirm, Init, Message, Reject, RejectReason, Reply, TAG_LEN};
+use super::{Config, Event, RxKey, SessionError, TxKey};
+
+/// How many index draws before giving up (only reachable when the index
+/// space is nearly full or the entropy source is broken).
+const INDEX_DRAWS: usize = 64;
+
+/// What a peer operation produces; the manager adds the peer.
+#[derive(Debug)]
+pub(super) enum Out {
+    Send(Vec<u8>),
+    Install { tx: Option<TxKey>, rx: Vec<RxKey> },
+    Remove,
+    Event(Event),
+}
+
+/// What a peer operation may touch besides the peer.
+pub(super) struct Ctx<'a, E> {
+    pub cfg: &'a Config,
+    pub local: &'a Identity,
+    pub entropy: &'a mut E,
+    pub indices: &'a mut BTreeSet<u32>,
+    pub out: &'a mut Vec<Out>,
+}
+
+impl<E: Entropy> Ctx<'_, E> {
+    fn alloc_index(&mut self) -> Result<u32, SessionError> {
+        for _ in 0..INDEX_DRAWS {
+            let mut b = [0; 4];
+            self.entropy.fill(&mut b);
+            let i = u32::from_le_bytes(b);
+            if i != 0 && self.indices.insert(i) {
+                return Ok(i);
+            }
+        }
+        Err(SessionError::IndicesExhausted)
+    }
+
+    fn free(&mut self, index: u32) {
+        let was = self.indices.remove(&index);
+        debug_assert!(was, "freeing index {index} that was not allocated");
+    }
+
+    fn retry_at(&mut self, now: Duration) -> Duration {
+        let mut b = [0; 8];
+        self.entropy.fill(&mut b);
+        let span = self.cfg.rekey_jitter.as_nanos() as u64;
+        let jitter = match span {
+            0 => 0,
+            s => u64::from_le_bytes(b) % (s + 1),
+        };
+        now + self.cfg.rekey_timeout + Duration::from_nanos(jitter)
+    }
+}
+
+/// One negotiated session (both directions).
+struct Keys {
+    local_index: u32,
+    remote_index: u32,
+    tx: [u8; 32],
+    rx: [u8; 32],
+    created: Duration,
+    /// Whether we were the initiator of this session.
+    initiator: bool,
+    /// Packets reported sent on this key.
+    sent: u64,
+    /// Whether any traffic was reported while this was the current key.
+    traffic: bool,
+    /// Responder only: the tag the initiator's Confirm must carry.
+    confirm_tag: [u8; TAG_LEN],
+}
+
+impl Keys {
+    fn rx_key(&self) -> RxKey {
+        RxKey {
+            key: self.rx,
+            local_index: self.local_index,
+        }
+    }
+}
+
+/// The session that was current before the last switch: receive only.
+struct Previous {
+    keys: Keys,
+    /// Removal time; `None` while the initiator waits for the Ack (the
+    /// responder may still send on this key).
+    until: Option<Duration>,
+}
+
+enum Handshake {
+    /// Our Init is out.
+    AwaitReply {
+        private: EphemeralPrivateKey,
+        init: Init,
+        binding: [u8; 32],
+        retry_at: Duration,
+    },
+    /// We installed the keys of our handshake; the Confirm is out.
+    AwaitAck {
+        confirm: Confirm,
+        retry_at: Duration,
+    },
+    /// Lost a collision (or a Reply failed to verify): wait, then initiate
+    /// again unless the peer's handshake completed meanwhile.
+    Wait { until: Duration },
+}
+
+pub(super) struct Peer {
+    remote: Identity,
+    current: Option<Keys>,
+    previous: Option<Previous>,
+    /// Responder: receive key installed, waiting for the Confirm.
+    next: Option<Keys>,
+    handshake: Option<Handshake>,
+    /// Start of the handshake attempt (for `rekey_attempt_time`).
+    attempt_started: Duration,
+    installed: Option<(Option<TxKey>, Vec<RxKey>)>,
+}
+
+impl Peer {
+    pub fn new(remote: Identity) -> Self {
+        Self {
+            remote,
+            current: None,
+            previous: None,
+            next: None,
+            handshake: None,
+            attempt_started: Duration::ZERO,
+            installed: None,
+        }
+    }
+
+    pub fn remote(&self) -> &Identity {
+        &self.remote
+    }
+
+    /// Every receiver index this peer holds (for invariant checks).
+    #[cfg(test)]
+    pub fn indices(&self) -> Vec<u32> {
+        let mut v = Vec::new();
+        v.extend(self.current.as_ref().map(|k| k.local_index));
+        v.extend(self.previous.as_ref().map(|p| p.keys.local_index));
+        v.extend(self.next.as_ref().map(|k| k.local_index));
+        if let Some(Handshake::AwaitReply { init, .. }) = &self.handshake {
+            v.push(init.initiator_index);
+        }
+        v
+    }
+
+    /// The key set the data plane should hold for this peer.
+    pub fn desired(&self) -> (Option<TxKey>, Vec<RxKey>) {
+        let tx = self.current.as_ref().map(|k| TxKey {
+            key: k.tx,
+            remote_index: k.remote_index,
+            initial_counter: 0,
+        });
+        let mut rx = Vec::new();
+        rx.extend(self.current.as_ref().map(Keys::rx_key));
+        rx.extend(self.next.as_ref().map(Keys::rx_key));
+        rx.extend(self.previous.as_ref().map(|p| p.keys.rx_key()));
+        (tx, rx)
+    }
+
+    pub fn has_tx(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Emits `Install`/`Remove` if the desired key set changed.
+    pub fn sync<E>(&mut self, ctx: &mut Ctx<'_, E>) {
+        let (tx, rx) = self.desired();
+        if tx.is_none() && rx.is_empty() {
+            if self.installed.take().is_some() {
+                ctx.out.push(Out::Remove);
+            }
+            return;
+        }
+        if self.installed.as_ref() != Some(&(tx, rx.clone())) {
+            self.installed = Some((tx, rx.clone()));
+            ctx.out.push(Out::Install { tx, rx });
+        }
+    }
+
+    fn drop_keys<E: Entropy>(ctx: &mut Ctx<'_, E>, keys: Option<Keys>) {
+        if let Some(k) = keys {
+            ctx.free(k.local_index);
+        }
+    }
+
+    fn abandon_handshake<E: Entropy>(&mut self, ctx: &mut Ctx<'_, E>) {
+        if let Some(Handshake::AwaitReply { init, .. }) = self.handshake.take() {
+            ctx.free(init.initiator_index);
+        }
+    }
+
+    /// Drops everything (teardown, removal, identity change).
+    pub fn clear<E: Entropy>(&mut self, ctx: &mut Ctx<'_, E>) {
+        self.abandon_handshake(ctx);
+        self.handshake = None;
+        Self::drop_keys(ctx, self.current.take());
+        Self::drop_keys(ctx, self.next.take());
+        Self::drop_keys(ctx, self.previous.take().map(|p| p.keys));
+        self.sync(ctx);
+    }
+
+    /// Sends a new Init. `fresh` starts a new `rekey_attempt_time` window.
+    fn initiate<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        fresh: bool,
+    ) -> Result<(), SessionError> {
+        self.abandon_handshake(ctx);
+        self.handshake = None;
+        if fresh {
+            self.attempt_started = now;
+        }
+        let private = ctx.entropy.ephemeral_key()?;
+        let ephemeral = crypto::public_key(&private)?;
+        let index = ctx.alloc_index()?;
+        let mut nonce = [0; 16];
+        ctx.entropy.fill(&mut nonce);
+        let binding = crypto::binding(ctx.local, &self.remote);
+        let init = Init {
+            ephemeral,
+            initiator_index: index,
+            nonce,
+            binding,
+        };
+        ctx.out
+            .push(Out::Send(Message::Init(init.clone()).encode()));
+        let retry_at = ctx.retry_at(now);
+        self.handshake = Some(Handshake::AwaitReply {
+            private,
+            init,
+            binding,
+            retry_at,
+        });
+        Ok(())
+    }
+
+    /// The daemon wants to send to this peer.
+    pub fn connect<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+    ) -> Result<(), SessionError> {
+        if self.current.is_some() || self.handshake.is_some() {
+            return Ok(());
+        }
+        if let Some(next) = &self.next {
+            // The peer's handshake is under way (we answered its Init): its
+            // Confirm gives us a sending key. Initiate only if it stalls.
+            let until = next.created + 2 * ctx.cfg.rekey_timeout;
+            if now < until {
+                self.attempt_started = now;
+                self.handshake = Some(Handshake::Wait { until });
+                return Ok(());
+            }
+        }
+        self.initiate(now, ctx, true)
+    }
+
+    pub fn handle_init<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        init: Init,
+    ) -> Result<Message, SessionError> {
+        let reject = |reason| {
+            Ok(Message::Reject(Reject {
+                initiator_index: init.initiator_index,
+                reason,
+            }))
+        };
+        if init.binding != crypto::binding(&self.remote, ctx.local) {
+            return reject(RejectReason::Binding);
+        }
+        match &self.handshake {
+            Some(Handshake::AwaitReply { .. }) => {
+                if ctx.local.peer_id < self.remote.peer_id {
+                    // We stay initiator; the peer waits for our Init.
+                    return reject(RejectReason::Collision);
+                }
+                self.abandon_handshake(ctx);
+            }
+            Some(Handshake::Wait { .. }) => self.handshake = None,
+            Some(Handshake::AwaitAck { .. }) | None => {}
+        }
+        let private = ctx.entropy.ephemeral_key()?;
+        let ephemeral = crypto::public_key(&private)?;
+        let index = ctx.alloc_index()?;
+        let t = Transcript {
+            binding: &init.binding,
+            initiator_ephemeral: &init.ephemeral,
+            initiator_index: init.initiator_index,
+            nonce: &init.nonce,
+            responder_ephemeral: &ephemeral,
+            responder_index: index,
+        };
+        let derived = match crypto::derive(private, &init.ephemeral, &t) {
+            Ok(d) => d,
+            Err(e) => {
+                ctx.free(index);
+                return Err(e);
+            }
+        };
+        Self::drop_keys(ctx, self.next.take());
+        self.next = Some(Keys {
+            local_index: index,
+            remote_index: init.initiator_index,
+            tx: derived.r2i,
+            rx: derived.i2r,
+            created: now,
+            initiator: false,
+            sent: 0,
+            traffic: false,
+            confirm_tag: derived.confirm_tag(),
+        });
+        // The receive key is installed before the Reply leaves.
+        self.sync(ctx);
+        Ok(Message::Reply(Reply {
+            ephemeral,
+            responder_index: index,
+            initiator_index: init.initiator_index,
+            tag: derived.reply_tag(),
+        }))
+    }
+
+    /// Replaces the current session by `new`; the old one becomes the
+    /// previous (receive-only) one until `until`.
+    fn switch<E: Entropy>(&mut self, ctx: &mut Ctx<'_, E>, new: Keys, until: Option<Duration>) {
+        let had_tx = self.current.is_some();
+        Self::drop_keys(ctx, self.previous.take().map(|p| p.keys));
+        self.previous = self.current.take().map(|keys| Previous { keys, until });
+        self.current = Some(new);
+        self.sync(ctx);
+        if !had_tx {
+            ctx.out.push(Out::Event(Event::Established));
+        }
+    }
+
+    pub fn handle_confirm<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        c: Confirm,
+    ) -> Result<Message, SessionError> {
+        let ack = Message::Ack(Ack {
+            initiator_index: c.initiator_index,
+            responder_index: c.responder_index,
+        });
+        let matches =
+            |k: &Keys| k.local_index == c.responder_index && k.remote_index == c.initiator_index;
+        if let Some(next) = self.next.as_ref().filter(|k| matches(k)) {
+            let mut diff = 0u8;
+            for (a, b) in next.confirm_tag.iter().zip(&c.tag) {
+                diff |= a ^ b;
+            }
+            if diff != 0 {
+                return Err(SessionError::BadTag);
+            }
+            let next = self.next.take().ok_or(SessionError::Stale)?;
+            if let Some(Handshake::Wait { .. }) = self.handshake {
+                self.handshake = None;
+            }
+            self.switch(ctx, next, Some(now + ctx.cfg.previous_grace));
+            return Ok(ack);
+        }
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|k| matches(k) && !k.initiator)
+        {
+            // A retransmitted Confirm (our Ack was lost).
+            return Ok(ack);
+        }
+        Ok(Message::Reject(Reject {
+            initiator_index: c.initiator_index,
+            reason: RejectReason::UnknownSession,
+        }))
+    }
+
+    pub fn handle_reply<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        r: Reply,
+    ) -> Result<(), SessionError> {
+        let matches = matches!(&self.handshake,
+            Some(Handshake::AwaitReply { init, .. }) if init.initiator_index == r.initiator_index);
+        if !matches {
+            return Err(SessionError::Stale);
+        }
+        let Some(Handshake::AwaitReply {
+            private,
+            init,
+            binding,
+            retry_at,
+        }) = self.handshake.take()
+        else {
+            return Err(SessionError::Stale);
+        };
+        let t = Transcript {
+            binding: &binding,
+            initiator_ephemeral: &init.ephemeral,
+            initiator_index: init.initiator_index,
+            nonce: &init.nonce,
+            responder_ephemeral: &r.ephemeral,
+            responder_index: r.responder_index,
+        };
+        let derived = crypto::derive(private, &r.ephemeral, &t)
+            .and_then(|d| d.check(d.reply_tag(), &r.tag).map(|()| d));
+        let derived = match derived {
+            Ok(d) => d,
+            Err(e) => {
+                // Retry with a fresh key at the normal retry time.
+                ctx.free(init.initiator_index);
+                self.handshake = Some(Handshake::Wait { until: retry_at });
+                return Err(e);
+            }
+        };
+        let keys = Keys {
+            local_index: init.initiator_index,
+            remote_index: r.responder_index,
+            tx: derived.i2r,
+            rx: derived.r2i,
+            created: now,
+            initiator: true,
+            sent: 0,
+            traffic: false,
+            confirm_tag: [0; TAG_LEN],
+        };
+        // Install first, then confirm: the responder switches on the Confirm.
+        self.switch(ctx, keys, None);
+        let confirm = Confirm {
+            initiator_index: init.initiator_index,
+            responder_index: r.responder_index,
+            tag: derived.confirm_tag(),
+        };
+        ctx.out
+            .push(Out::Send(Message::Confirm(confirm.clone()).encode()));
+        let retry_at = ctx.retry_at(now);
+        self.handshake = Some(Handshake::AwaitAck { confirm, retry_at });
+        Ok(())
+    }
+
+    fn release_previous(&mut self, now: Duration, grace: Duration) {
+        if let Some(p) = &mut self.previous {
+            if p.until.is_none() {
+                p.until = Some(now + grace);
+            }
+        }
+    }
+
+    pub fn handle_ack<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        a: Ack,
+    ) -> Result<(), SessionError> {
+        match &self.handshake {
+            Some(Handshake::AwaitAck { confirm, .. })
+                if confirm.initiator_index == a.initiator_index
+                    && confirm.responder_index == a.responder_index =>
+            {
+                self.handshake = None;
+                self.release_previous(now, ctx.cfg.previous_grace);
+                Ok(())
+            }
+            _ => Err(SessionError::Stale),
+        }
+    }
+
+    pub fn handle_reject<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        rj: Reject,
+    ) -> Result<(), SessionError> {
+        match &self.handshake {
+            Some(Handshake::AwaitReply { init, .. })
+                if init.initiator_index == rj.initiator_index =>
+            {
+                self.abandon_handshake(ctx);
+                match rj.reason {
+                    RejectReason::Collision => {
+                        self.handshake = Some(Handshake::Wait {
+                            until: now + 2 * ctx.cfg.rekey_timeout,
+                        });
+                    }
+                    RejectReason::Binding
+                    | RejectReason::NotAdmitted
+                    | RejectReason::UnknownSession => {
+                        ctx.out.push(Out::Event(Event::HandshakeFailed));
+                    }
+                }
+                Ok(())
+            }
+            Some(Handshake::AwaitAck { confirm, .. })
+                if confirm.initiator_index == rj.initiator_index =>
+            {
+                // The responder lost the session (it restarted): the keys we
+                // switched to are useless; start over at once.
+                self.handshake = None;
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|k| k.local_index == rj.initiator_index)
+                {
+                    Self::drop_keys(ctx, self.current.take());
+                }
+                self.release_previous(now, ctx.cfg.previous_grace);
+                self.sync(ctx);
+                self.initiate(now, ctx, true)
+            }
+            _ => Err(SessionError::Stale),
+        }
+    }
+
+    /// Traffic counters since the last report.
+    pub fn on_traffic<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+        sent: u64,
+        received: u64,
+    ) -> Result<(), SessionError> {
+        if let Some(k) = &mut self.current {
+            k.sent = k.sent.saturating_add(sent);
+            k.traffic |= sent > 0 || received > 0;
+            if k.sent >= ctx.cfg.reject_after_messages {
+                Self::drop_keys(ctx, self.current.take());
+                self.sync(ctx);
+                ctx.out.push(Out::Event(Event::Expired));
+                return self.connect(now, ctx);
+            }
+        }
+        self.maybe_rekey(now, ctx)
+    }
+
+    fn rekey_due(&self, cfg: &Config) -> Option<Duration> {
+        let k = self.current.as_ref()?;
+        if !k.traffic || self.handshake.is_some() {
+            return None;
+        }
+        if k.sent >= cfg.rekey_after_messages {
+            return Some(Duration::ZERO);
+        }
+        let delay = if k.initiator {
+            Duration::ZERO
+        } else {
+            cfg.responder_rekey_delay
+        };
+        Some(k.created + cfg.rekey_after_time + delay)
+    }
+
+    fn maybe_rekey<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+    ) -> Result<(), SessionError> {
+        match self.rekey_due(ctx.cfg) {
+            Some(at) if at <= now => self.initiate(now, ctx, true),
+            _ => Ok(()),
+        }
+    }
+
+    /// The earliest time at which [`Peer::on_timeout`] has work.
+    pub fn deadline(&self, cfg: &Config) -> Option<Duration> {
+        let mut d: Option<Duration> = None;
+        let mut at = |t: Duration| d = Some(d.map_or(t, |x| x.min(t)));
+        let give_up = self.attempt_started + cfg.rekey_attempt_time;
+        match &self.handshake {
+            Some(Handshake::AwaitReply { retry_at, .. } | Handshake::AwaitAck { retry_at, .. }) => {
+                at((*retry_at).min(give_up));
+            }
+            Some(Handshake::Wait { until }) => at((*until).min(give_up)),
+            None => {}
+        }
+        if let Some(k) = &self.current {
+            at(k.created + cfg.reject_after_time);
+        }
+        if let Some(p) = &self.previous {
+            let cap = p.keys.created + cfg.reject_after_time;
+            at(p.until.map_or(cap, |u| u.min(cap)));
+        }
+        if let Some(k) = &self.next {
+            at(k.created + cfg.rekey_attempt_time + cfg.rekey_timeout);
+        }
+        if let Some(t) = self.rekey_due(cfg) {
+            at(t);
+        }
+        d
+    }
+
+    pub fn on_timeout<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+    ) -> Result<(), SessionError> {
+        let cfg = ctx.cfg;
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|k| now >= k.created + cfg.reject_after_time)
+        {
+            let k = self.current.take();
+            if let (Some(Handshake::AwaitAck { confirm, .. }), Some(k)) = (&self.handshake, &k) {
+                if confirm.initiator_index == k.local_index {
+                    self.handshake = None;
+                }
+            }
+            Self::drop_keys(ctx, k);
+            ctx.out.push(Out::Event(Event::Expired));
+        }
+        if self.previous.as_ref().is_some_and(|p| {
+            now >= p.keys.created + cfg.reject_after_time || p.until.is_some_and(|u| now >= u)
+        }) {
+            Self::drop_keys(ctx, self.previous.take().map(|p| p.keys));
+        }
+        if self
+            .next
+            .as_ref()
+            .is_some_and(|k| now >= k.created + cfg.rekey_attempt_time + cfg.rekey_timeout)
+        {
+            Self::drop_keys(ctx, self.next.take());
+        }
+        let result = self.handshake_timeout(now, ctx);
+        self.sync(ctx);
+        result.and_then(|()| self.maybe_rekey(now, ctx))
+    }
+
+    fn handshake_timeout<E: Entropy>(
+        &mut self,
+        now: Duration,
+        ctx: &mut Ctx<'_, E>,
+    ) -> Result<(), SessionError> {
+        let cfg = ctx.cfg;
+        let give_up = now >= self.attempt_started + cfg.rekey_attempt_time;
+        match &mut self.handshake {
+            None => Ok(()),
+            Some(Handshake::AwaitAck { .. }) if give_up => {
+                self.handshake = None;
+                self.release_previous(now, cfg.previous_grace);
+                Ok(())
+            }
+            Some(_) if give_up => {
+                self.abandon_handshake(ctx);
+                self.handshake = None;
+                ctx.out.push(Out::Event(Event::HandshakeFailed));
+                Ok(())
+            }
+            Some(Handshake::AwaitAck { confirm, retry_at }) => {
+                if now >= *retry_at {
+                    ctx.out
+                        .push(Out::Send(Message::Confirm(confirm.clone()).encode()));
+                    *retry_at = ctx.retry_at(now);
+                }
+                Ok(())
+            }
+            Some(Handshake::AwaitReply { retry_at, .. }) if now >= *retry_at => {
+                self.initiate(now, ctx, false)
+            }
+            Some(Handshake::Wait { until }) if now >= *until => self.initiate(now, ctx, false),
+            Some(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! In-memory tests of session cores driven against each other.
+
+mod faults;
+mod handshake;
+mod harness;
+mod rekey;
