@@ -100,6 +100,12 @@ async fn start_kernel<N: NetConfig>(
         data_port: cfg.interface.listen_port,
         mtu,
     };
+    tracing::info!(
+        "loading the eBPF data plane (underlay {}, {} -> {})",
+        u.name,
+        cfg.interface.name,
+        cfg.interface.peer_name()
+    );
     let mut dp = KernelDataplane::load(&params).map_err(|e| DaemonError::Kernel(e.to_string()))?;
     dp.apply(desired)
         .map_err(|e| DaemonError::Kernel(e.to_string()))?;
