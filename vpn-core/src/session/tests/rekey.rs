@@ -9,8 +9,8 @@ fn inits(w: &World) -> usize {
 }
 
 /// Traffic both ways for `until`; returns the world for more checks.
-fn run_with_traffic(ctrl: u64, data: u64, until: u64) -> World {
-    let mut w = World::new(2, &Config::default());
+fn run_with_traffic(cfg: &Config, ctrl: u64, data: u64, until: u64) -> World {
+    let mut w = World::new(2, cfg);
     w.ctrl = ms(ctrl);
     w.data = ms(data);
     w.interval = ms(2);
@@ -29,7 +29,7 @@ fn rekeys_lose_no_packet_in_flight() {
     // Control slower than data, equal, and faster: in every ordering each
     // packet must decrypt under a key the receiver has installed.
     for (ctrl, data) in [(30, 30), (150, 2), (2, 150), (60, 200)] {
-        let w = run_with_traffic(ctrl, data, 400);
+        let w = run_with_traffic(&Config::default(), ctrl, data, 400);
         assert!(
             w.lost.is_empty(),
             "ctrl {ctrl} data {data}: lost {:?}",
@@ -61,6 +61,34 @@ fn rekeys_lose_no_packet_in_flight() {
         w.assert_paired(0, 1);
         w.assert_paired(1, 0);
     }
+}
+
+#[test]
+fn without_the_grace_window_packets_in_flight_are_lost() {
+    // Negative control: the harness does notice keys removed too early.
+    let cfg = Config {
+        previous_grace: std::time::Duration::ZERO,
+        ..Config::default()
+    };
+    let w = run_with_traffic(&cfg, 2, 150, 130);
+    assert!(!w.lost.is_empty());
+    assert!(w.lost.iter().all(|l| l.0 > secs(120) && l.0 < secs(121)));
+}
+
+#[test]
+fn config_relations_are_checked() {
+    assert!(Config::default().validate().is_ok());
+    let bad = Config {
+        rekey_after_time: secs(200),
+        ..Config::default()
+    };
+    assert!(bad.validate().is_err());
+    assert!(Core::new(bad, identity(0), TestEntropy::new(1)).is_err());
+    let bad = Config {
+        rekey_timeout: std::time::Duration::ZERO,
+        ..Config::default()
+    };
+    assert!(bad.validate().is_err());
 }
 
 #[test]
