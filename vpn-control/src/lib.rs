@@ -5,3 +5,4 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod netdev;
+pub mod pki_cli;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use vpn_control::{config, control, daemon};
+use vpn_control::{config, control, daemon, pki_cli};
 
 #[derive(Parser)]
 #[command(name = "vpn-control", version, about = "GroupVPN node daemon and CLI")]
@@ -39,6 +39,16 @@ enum Cmd {
     Check {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Group CA: create it, revoke certificates, write the CRL (docs/pki.md).
+    Ca {
+        #[command(subcommand)]
+        cmd: pki_cli::CaCmd,
+    },
+    /// Member certificates: sign, print, verify; node identities and requests.
+    Cert {
+        #[command(subcommand)]
+        cmd: pki_cli::CertCmd,
     },
 }
 
@@ -88,6 +98,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.interface.dataplane
             );
         }
+        Cmd::Ca { cmd } => write_stdout(&pki_cli::run_ca(cmd)?)?,
+        Cmd::Cert { cmd } => write_stdout(&pki_cli::run_cert(cmd)?)?,
     }
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use x509_parser::prelude::FromDer as _;
 
@@ -84,11 +84,17 @@ impl CaCertificate {
             .basic_constraints()
             .map_err(|e| PkiError::malformed(W, e))?;
         if !bc.is_some_and(|b| b.value.ca) {
-            return Err(PkiError::malformed(W, "not a CA (basicConstraints CA:FALSE)"));
+            return Err(PkiError::malformed(
+                W,
+                "not a CA (basicConstraints CA:FALSE)",
+            ));
         }
         let ku = c.key_usage().map_err(|e| PkiError::malformed(W, e))?;
         if !ku.is_some_and(|k| k.value.key_cert_sign() && k.value.crl_sign()) {
-            return Err(PkiError::malformed(W, "key usage lacks keyCertSign/cRLSign"));
+            return Err(PkiError::malformed(
+                W,
+                "key usage lacks keyCertSign/cRLSign",
+            ));
         }
         let ext = xh::find_ext(c.extensions(), &OID_GROUP)
             .ok_or_else(|| PkiError::malformed(W, "no GroupVPN group extension"))?;
@@ -263,7 +269,9 @@ impl GroupCa {
         let mut p = CertificateParams::default();
         p.not_before = to_offset(now - BACKDATE)?;
         p.not_after = to_offset(now + params.validity)?;
-        p.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random()?.as_bytes()));
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(
+            Serial::random()?.as_bytes(),
+        ));
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, format!("GroupVPN CA {}", params.group));
         dn.push(DnType::OrganizationName, params.group.clone());
@@ -293,10 +301,11 @@ impl GroupCa {
     /// From a CA certificate and its PKCS#8 key (the key must match).
     pub fn from_parts(cert_der: &[u8], key_pkcs8_der: &[u8]) -> Result<Self, PkiError> {
         let cert = CaCertificate::from_der(cert_der)?;
-        let key = KeyPair::try_from(key_pkcs8_der)
-            .map_err(|e| PkiError::malformed("CA key", e))?;
+        let key = KeyPair::try_from(key_pkcs8_der).map_err(|e| PkiError::malformed("CA key", e))?;
         if key.algorithm() != &rcgen::PKCS_ED25519 {
-            return Err(PkiError::UnsupportedAlgorithm("CA key is not Ed25519".into()));
+            return Err(PkiError::UnsupportedAlgorithm(
+                "CA key is not Ed25519".into(),
+            ));
         }
         if key.public_key_raw() != cert.public_key() {
             return Err(PkiError::malformed(

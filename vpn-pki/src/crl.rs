@@ -48,7 +48,10 @@ impl RevocationReason {
 
     /// RFC 5280 name (`keyCompromise`...).
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|e| e.0 == self).map_or("unspecified", |e| e.1)
+        Self::ALL
+            .iter()
+            .find(|e| e.0 == self)
+            .map_or("unspecified", |e| e.1)
     }
 
     fn from_code(code: u8) -> Self {
@@ -197,7 +200,10 @@ impl Crl {
             });
         }
         let Some(next_update) = self.next_update else {
-            return Err(PkiError::malformed("CRL", "no nextUpdate (RFC 5280 requires it)"));
+            return Err(PkiError::malformed(
+                "CRL",
+                "no nextUpdate (RFC 5280 requires it)",
+            ));
         };
         if now > next_update {
             return Err(PkiError::CrlStale { next_update, now });

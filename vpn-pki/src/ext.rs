@@ -220,7 +220,10 @@ mod tests {
     fn group_roundtrip() {
         let g = GroupExt {
             group: "lab".into(),
-            ranges: vec!["10.77.0.0/24".parse().unwrap(), "fd77::/64".parse().unwrap()],
+            ranges: vec![
+                "10.77.0.0/24".parse().unwrap(),
+                "fd77::/64".parse().unwrap(),
+            ],
         };
         assert_eq!(GroupExt::decode(&g.encode()).unwrap(), g);
     }
@@ -229,7 +232,10 @@ mod tests {
     fn member_roundtrip() {
         for address in [
             AddressAssignment::Allocate,
-            AddressAssignment::Fixed(vec!["10.77.0.5".parse().unwrap(), "fd77::5".parse().unwrap()]),
+            AddressAssignment::Fixed(vec![
+                "10.77.0.5".parse().unwrap(),
+                "fd77::5".parse().unwrap(),
+            ]),
         ] {
             let m = MemberExt {
                 group: "lab".into(),

@@ -123,7 +123,9 @@ mod tests {
         let pem = to_pem(PEM_CERT, &[0x30, 0x00]);
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert_eq!(pem_or_der(pem.as_bytes(), PEM_CERT).unwrap(), [0x30, 0x00]);
-        assert!(pem_or_der(pem.as_bytes(), PEM_CRL).unwrap_err().contains("found"));
+        assert!(pem_or_der(pem.as_bytes(), PEM_CRL)
+            .unwrap_err()
+            .contains("found"));
         assert_eq!(pem_or_der(&[0x30, 0x00], PEM_CRL).unwrap(), [0x30, 0x00]);
         assert!(pem_or_der(b"hello", PEM_CRL).is_err());
     }

@@ -233,8 +233,11 @@ mod tests {
             Err(PkiError::KeyPermissions { .. })
         ));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(&p, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap();
+        std::fs::write(
+            &p,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         let e = NodeIdentity::load(&p).unwrap_err();
         assert!(matches!(e, PkiError::CorruptFile { .. }), "{e}");
         std::fs::write(&p, "garbage").unwrap();

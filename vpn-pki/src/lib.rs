@@ -27,7 +27,9 @@ mod verify;
 mod x509;
 
 pub use ca::{CaCertificate, CaParams, GroupCa, BACKDATE, CA_CERT_FILE, CA_KEY_FILE};
-pub use crl::{Crl, RevocationReason, RevocationStore, RevokedEntry, CRL_NUMBER_FILE, REVOKED_FILE};
+pub use crl::{
+    Crl, RevocationReason, RevocationStore, RevokedEntry, CRL_NUMBER_FILE, REVOKED_FILE,
+};
 pub use csr::{csr_from_pem_or_der, csr_to_pem, make_csr, sign_csr, verify_csr, CsrInfo};
 pub use error::PkiError;
 pub use files::{to_pem, write_atomic, PEM_CERT, PEM_CRL, PEM_CSR, PEM_KEY};

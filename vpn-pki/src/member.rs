@@ -142,8 +142,8 @@ impl MemberCert {
 
     /// Parses PEM or DER.
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, PkiError> {
-        let der =
-            files::pem_or_der(bytes, PEM_CERT).map_err(|r| PkiError::malformed("certificate", r))?;
+        let der = files::pem_or_der(bytes, PEM_CERT)
+            .map_err(|r| PkiError::malformed("certificate", r))?;
         Self::from_der(&der)
     }
 
@@ -231,7 +231,9 @@ impl GroupCa {
         let mut p = CertificateParams::default();
         p.not_before = to_offset(not_before)?;
         p.not_after = to_offset(not_after)?;
-        p.serial_number = Some(rcgen::SerialNumber::from_slice(Serial::random()?.as_bytes()));
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(
+            Serial::random()?.as_bytes(),
+        ));
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, profile.name.clone());
         dn.push(DnType::OrganizationName, ca.group().to_owned());
@@ -241,7 +243,8 @@ impl GroupCa {
         p.use_authority_key_identifier_extension = true;
         let uri = format!("{PEER_URI_PREFIX}{peer_id}");
         let mut sans = vec![SanType::URI(
-            uri.try_into().map_err(|e| PkiError::build("certificate", e))?,
+            uri.try_into()
+                .map_err(|e| PkiError::build("certificate", e))?,
         )];
         if let AddressAssignment::Fixed(addrs) = &profile.address {
             sans.extend(addrs.iter().map(|a: &IpAddr| SanType::IpAddress(*a)));

@@ -65,7 +65,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, PkiError> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| bad("missing unit (use s, m, h, d or w, e.g. 90d)"))?;
     let (num, unit) = s_trim.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad("expected a number before the unit"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| bad("expected a number before the unit"))?;
     let mult: u64 = match unit {
         "s" => 1,
         "m" => 60,

@@ -19,8 +19,8 @@ fn openssl(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> String {
     let out = openssl(args);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "openssl {args:?} failed:\n{text}");
     text
 }
@@ -53,7 +53,9 @@ fn openssl_reads_and_verifies_what_we_write() {
     assert!(key_text.contains("ED25519 Private-Key"), "{key_text}");
 
     let node = node();
-    let cert = ca.issue(&node.public_key(), &profile("alice"), now).unwrap();
+    let cert = ca
+        .issue(&node.public_key(), &profile("alice"), now)
+        .unwrap();
     let node_crt = d.join("node.crt");
     std::fs::write(&node_crt, cert.to_pem()).unwrap();
     let text = ok(&["x509", "-in", s(&node_crt), "-text", "-noout"]);
@@ -94,12 +96,22 @@ fn openssl_reads_and_verifies_what_we_write() {
     let crl_path = d.join("crl.pem");
     std::fs::write(&crl_path, crl1.to_pem()).unwrap();
     let v = ok(&[
-        "verify", "-crl_check", "-CAfile", s(&ca_crt), "-CRLfile", s(&crl_path), s(&node_crt),
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        s(&ca_crt),
+        "-CRLfile",
+        s(&crl_path),
+        s(&node_crt),
     ]);
     assert!(v.contains(": OK"), "{v}");
 
     store
-        .revoke(cert.info().serial.clone(), now, RevocationReason::KeyCompromise)
+        .revoke(
+            cert.info().serial.clone(),
+            now,
+            RevocationReason::KeyCompromise,
+        )
         .unwrap();
     let crl2 = store.issue_crl(&ca, now, 7 * DAY).unwrap();
     std::fs::write(&crl_path, crl2.to_pem()).unwrap();
@@ -123,11 +135,20 @@ fn openssl_reads_and_verifies_what_we_write() {
     let v = ok(&["crl", "-in", s(&crl_path), "-CAfile", s(&ca_crt), "-noout"]);
     assert!(v.contains("verify OK"), "{v}");
     let out = openssl(&[
-        "verify", "-crl_check", "-CAfile", s(&ca_crt), "-CRLfile", s(&crl_path), s(&node_crt),
+        "verify",
+        "-crl_check",
+        "-CAfile",
+        s(&ca_crt),
+        "-CRLfile",
+        s(&crl_path),
+        s(&node_crt),
     ]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "revoked certificate verified:\n{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "revoked certificate verified:\n{text}"
+    );
     assert!(text.contains("certificate revoked"), "{text}");
 }
 
@@ -144,7 +165,16 @@ fn we_read_what_openssl_writes() {
     let uri = format!("subjectAltName=URI:libp2p:peer/{}", id.peer_id());
     let csr = d.join("req.pem");
     ok(&[
-        "req", "-new", "-key", s(&key), "-subj", "/CN=dave", "-addext", &uri, "-out", s(&csr),
+        "req",
+        "-new",
+        "-key",
+        s(&key),
+        "-subj",
+        "/CN=dave",
+        "-addext",
+        &uri,
+        "-out",
+        s(&csr),
     ]);
     let der = vpn_pki::csr_from_pem_or_der(&std::fs::read(&csr).unwrap()).unwrap();
     let info = vpn_pki::verify_csr(&der).unwrap();
@@ -155,7 +185,16 @@ fn we_read_what_openssl_writes() {
     let other = vpn_pki::NodeIdentity::generate();
     let uri = format!("subjectAltName=URI:libp2p:peer/{}", other.peer_id());
     ok(&[
-        "req", "-new", "-key", s(&key), "-subj", "/CN=dave", "-addext", &uri, "-out", s(&csr),
+        "req",
+        "-new",
+        "-key",
+        s(&key),
+        "-subj",
+        "/CN=dave",
+        "-addext",
+        &uri,
+        "-out",
+        s(&csr),
     ]);
     let der = vpn_pki::csr_from_pem_or_der(&std::fs::read(&csr).unwrap()).unwrap();
     assert!(matches!(

@@ -3,9 +3,7 @@
 mod common;
 
 use common::*;
-use vpn_pki::{
-    verify_member, Crl, GroupCa, MemberCert, PkiError, RevocationReason, RevokedEntry,
-};
+use vpn_pki::{verify_member, Crl, GroupCa, MemberCert, PkiError, RevocationReason, RevokedEntry};
 
 struct Fixture {
     ca: GroupCa,
@@ -16,7 +14,9 @@ struct Fixture {
 fn fixture() -> Fixture {
     let ca = ca("lab", t0());
     let node = node();
-    let cert = ca.issue(&node.public_key(), &profile("alice"), t0()).unwrap();
+    let cert = ca
+        .issue(&node.public_key(), &profile("alice"), t0())
+        .unwrap();
     Fixture { ca, node, cert }
 }
 
@@ -72,20 +72,16 @@ fn refuses_expired_and_not_yet_valid() {
             now,
         )
     };
-    assert!(matches!(
-        v(t0() + 91 * DAY),
-        Err(PkiError::Expired { .. })
-    ));
+    assert!(matches!(v(t0() + 91 * DAY), Err(PkiError::Expired { .. })));
     assert!(matches!(
         v(t0() - DAY),
         Err(PkiError::NotYetValid { .. }) | Err(PkiError::CaNotValid { .. })
     ));
     // A certificate issued later than the CA start is "not yet valid" before
     // its own start while the CA already is valid.
-    let later = f
-        .ca
-        .issue(&f.node.public_key(), &profile("alice"), t0() + 10 * DAY)
-        .unwrap();
+    let later =
+        f.ca.issue(&f.node.public_key(), &profile("alice"), t0() + 10 * DAY)
+            .unwrap();
     let e = verify_member(
         later.der(),
         f.ca.certificate(),
@@ -124,8 +120,15 @@ fn refuses_other_group() {
 fn refuses_peer_id_mismatch() {
     let f = fixture();
     let someone = node().peer_id();
-    let e = verify_member(f.cert.der(), f.ca.certificate(), None, &someone, "lab", t0())
-        .unwrap_err();
+    let e = verify_member(
+        f.cert.der(),
+        f.ca.certificate(),
+        None,
+        &someone,
+        "lab",
+        t0(),
+    )
+    .unwrap_err();
     assert!(matches!(e, PkiError::PeerMismatch { .. }), "{e}");
     assert!(e.to_string().contains(&someone.to_string()));
 }
@@ -133,9 +136,8 @@ fn refuses_peer_id_mismatch() {
 #[test]
 fn refuses_revoked() {
     let f = fixture();
-    let crl = f
-        .ca
-        .sign_crl(
+    let crl =
+        f.ca.sign_crl(
             &[RevokedEntry {
                 serial: f.cert.info().serial.clone(),
                 revoked_at: t0() + DAY,
@@ -167,8 +169,15 @@ fn refuses_tampered_signature() {
     let mut der = f.cert.der().to_vec();
     let last = der.len() - 1;
     der[last] ^= 0x80;
-    let e = verify_member(&der, f.ca.certificate(), None, &f.node.peer_id(), "lab", t0())
-        .unwrap_err();
+    let e = verify_member(
+        &der,
+        f.ca.certificate(),
+        None,
+        &f.node.peer_id(),
+        "lab",
+        t0(),
+    )
+    .unwrap_err();
     assert!(matches!(e, PkiError::BadSignature), "{e}");
 
     // Tampering with the signed content (the name in the subject) too.
@@ -178,14 +187,28 @@ fn refuses_tampered_signature() {
         .position(|w| w == b"alice")
         .expect("name in the DER");
     der[pos] = b'A';
-    let e = verify_member(&der, f.ca.certificate(), None, &f.node.peer_id(), "lab", t0())
-        .unwrap_err();
+    let e = verify_member(
+        &der,
+        f.ca.certificate(),
+        None,
+        &f.node.peer_id(),
+        "lab",
+        t0(),
+    )
+    .unwrap_err();
     assert!(matches!(e, PkiError::BadSignature), "{e}");
 
     // Garbage is malformed, not a panic.
     for junk in [&b""[..], b"\x30\x82\xff\xff", &f.cert.der()[..20]] {
-        let e = verify_member(junk, f.ca.certificate(), None, &f.node.peer_id(), "lab", t0())
-            .unwrap_err();
+        let e = verify_member(
+            junk,
+            f.ca.certificate(),
+            None,
+            &f.node.peer_id(),
+            "lab",
+            t0(),
+        )
+        .unwrap_err();
         assert!(matches!(e, PkiError::Malformed { .. }), "{e}");
     }
 }
@@ -263,5 +286,8 @@ fn distinct_messages() {
         t0() + 100 * DAY,
     )
     .unwrap_err();
-    assert!(e.to_string().starts_with("certificate expired at 2026-"), "{e}");
+    assert!(
+        e.to_string().starts_with("certificate expired at 2026-"),
+        "{e}"
+    );
 }

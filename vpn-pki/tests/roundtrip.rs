@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use common::*;
 use vpn_pki::{
-    make_csr, sign_csr, verify_csr, verify_member, AddressAssignment, CaCertificate, Crl,
-    GroupCa, MemberCert, PkiError, RevocationReason, RevocationStore, Role, Serial,
+    make_csr, sign_csr, verify_csr, verify_member, AddressAssignment, CaCertificate, Crl, GroupCa,
+    MemberCert, PkiError, RevocationReason, RevocationStore, Role, Serial,
 };
 
 #[test]
@@ -38,7 +38,15 @@ fn ca_saves_loads_and_refuses_to_overwrite() {
     // A certificate issued by the reloaded CA verifies against the original.
     let n = node();
     let cert = loaded.issue(&n.public_key(), &profile("a"), t0()).unwrap();
-    verify_member(cert.der(), ca.certificate(), None, &n.peer_id(), "lab", t0()).unwrap();
+    verify_member(
+        cert.der(),
+        ca.certificate(),
+        None,
+        &n.peer_id(),
+        "lab",
+        t0(),
+    )
+    .unwrap();
 
     // The key file's permissions are checked.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -154,7 +162,15 @@ fn csr_flow() {
     assert_eq!(vpn_pki::csr_from_pem_or_der(pem.as_bytes()).unwrap(), csr);
 
     let cert = sign_csr(&ca, &csr, &profile("carol"), t0()).unwrap();
-    let m = verify_member(cert.der(), ca.certificate(), None, &n.peer_id(), "lab", t0()).unwrap();
+    let m = verify_member(
+        cert.der(),
+        ca.certificate(),
+        None,
+        &n.peer_id(),
+        "lab",
+        t0(),
+    )
+    .unwrap();
     assert_eq!(m.peer_id, n.peer_id());
 
     // A tampered CSR (one bit of the signed part) fails its self-signature.
@@ -170,10 +186,7 @@ fn csr_flow() {
     let mut bad = csr.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
-    assert!(matches!(
-        verify_csr(&bad),
-        Err(PkiError::CsrBadSignature)
-    ));
+    assert!(matches!(verify_csr(&bad), Err(PkiError::CsrBadSignature)));
     assert!(matches!(
         verify_csr(b"\x30\x03garbage"),
         Err(PkiError::Malformed { .. })

@@ -15,7 +15,10 @@ pub fn t0() -> SystemTime {
 pub fn ca_params(group: &str) -> CaParams {
     CaParams {
         group: group.into(),
-        ranges: vec!["10.77.0.0/24".parse().unwrap(), "fd77::/64".parse().unwrap()],
+        ranges: vec![
+            "10.77.0.0/24".parse().unwrap(),
+            "fd77::/64".parse().unwrap(),
+        ],
         validity: 365 * DAY,
     }
 }
