@@ -9,13 +9,14 @@
 //! `kernel.bpf_stats_enabled` is set and its old value restored on drop
 //! (and by the signal watcher). Nothing is left on either way.
 
+use std::collections::BTreeSet;
 use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 use vpn_common::maps::programs;
-use vpn_tests::{daemon_programs, Lab};
+use vpn_tests::Lab;
 
 use super::measure::{udp, IPV4_UDP_HEADERS};
 use super::topology::TrafficPath;
@@ -100,7 +101,7 @@ struct ProgStats {
     run_cnt: u64,
 }
 
-fn prog_stats(id: u32) -> Result<ProgStats> {
+fn bpftool_prog(id: u32) -> Result<serde_json::Value> {
     let out = Command::new("bpftool")
         .args(["-j", "prog", "show", "id", &id.to_string()])
         .output()
@@ -111,8 +112,11 @@ fn prog_stats(id: u32) -> Result<ProgStats> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("bpftool -j prog show output")?;
+    serde_json::from_slice(&out.stdout).context("bpftool -j prog show output")
+}
+
+fn prog_stats(id: u32) -> Result<ProgStats> {
+    let v = bpftool_prog(id)?;
     // bpftool omits both fields while run_time_ns is 0.
     let field = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
     Ok(ProgStats {
@@ -131,21 +135,63 @@ fn sum(ids: &[u32]) -> Result<ProgStats> {
     })
 }
 
+/// Ids of the BPF programs process `pid` holds: every `prog_id:` in the
+/// fdinfo of its file descriptors (program fds and the TCX/XDP link fds
+/// that attach them). Unlike bpftool's `pids` column this needs no BPF
+/// iterator support, and it tells this lab's programs from those of other
+/// labs running at the same time.
+fn prog_ids_of_pid(pid: i32) -> Result<BTreeSet<u32>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids = BTreeSet::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        // An fd may close while we look: skip what cannot be read.
+        let Ok(text) = std::fs::read_to_string(e?.path()) else {
+            continue;
+        };
+        for l in text.lines() {
+            if let Some(v) = l.strip_prefix("prog_id:") {
+                if let Ok(id) = v.trim().parse() {
+                    ids.insert(id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The name bpftool reports for program `id`.
+fn prog_name(id: u32) -> Result<String> {
+    let v = bpftool_prog(id)?;
+    Ok(v.get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// Ids of the programs named `name` that node `i`'s daemon holds.
 fn programs_of(lab: &Lab, i: usize, name: &str) -> Result<Vec<u32>> {
     let node = lab.node(i);
     let pid = node
         .daemon_pid()
         .with_context(|| format!("{} has no daemon", node.spec.name))?;
-    let ids: Vec<u32> = daemon_programs(node.ns(), pid)?
-        .into_iter()
-        .filter(|p| p.name == name)
-        .map(|p| p.id)
-        .collect();
+    let mut ids = Vec::new();
+    let mut seen = Vec::new();
+    for id in prog_ids_of_pid(pid)? {
+        let n = prog_name(id)?;
+        if n == name {
+            ids.push(id);
+        }
+        seen.push(format!("{id}:{n}"));
+    }
     if ids.is_empty() {
         bail!(
-            "{}'s daemon (pid {pid}) holds no program named {name}",
-            node.spec.name
+            "{}'s daemon (pid {pid}) holds no program named {name} (it holds: {})",
+            node.spec.name,
+            if seen.is_empty() {
+                "none".to_owned()
+            } else {
+                seen.join(", ")
+            }
         );
     }
     Ok(ids)
