@@ -79,10 +79,23 @@ impl Report {
             "bpf_samples": self.bpf,
             "targets": targets(&self.configs, &self.bpf),
             "method": self.method,
-            "loadavg": {"before": self.load.0, "after": self.load.1},
+            "loadavg": {"before": self.load.0, "after": self.load.1, "busy": self.busy()},
             "note": self.note,
             "generated": self.generated,
         })
+    }
+
+    /// Whether the 1-minute load average before or after the run exceeded
+    /// the number of CPUs.
+    pub fn busy(&self) -> bool {
+        let one = |l: &str| {
+            l.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let cores = self.machine.cores as f64;
+        one(&self.load.0) > cores || one(&self.load.1) > cores
     }
 
     pub fn write(&self, dir: &Path, plot: Option<&str>) -> Result<()> {
@@ -115,6 +128,16 @@ impl Report {
         );
         if let Some(n) = &self.note {
             let _ = writeln!(s, "- Note: {n}");
+        }
+        if self.busy() {
+            let _ = writeln!(
+                s,
+                "- **The machine was busy**: the 1-minute load average exceeded its {} \
+                 logical CPUs, so other work competed with the measurements. Every \
+                 configuration was exposed alike (interleaved rounds), but absolute \
+                 numbers, and tail latencies most of all, are disturbed.",
+                self.machine.cores
+            );
         }
         let _ = writeln!(s, "\n## Method\n");
         let _ = writeln!(
