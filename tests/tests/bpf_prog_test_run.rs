@@ -995,3 +995,101 @@ fn per_packet_cost_1400_bytes() {
     assert_eq!(c[&Counter::TxPackets], 3 * N);
     assert_eq!(c[&Counter::RxPackets], 3 * N);
 }
+
+/// IPv6 underlay: outer IPv6 + UDP with a valid (mandatory) checksum, the
+/// crate opens the payload, and the decrypt program accepts it back.
+#[test]
+fn ipv6_underlay_encrypt_and_decrypt() {
+    if !vpn_tests::require_root("ipv6_underlay_encrypt_and_decrypt") {
+        return;
+    }
+    let local6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let remote6: Ipv6Addr = "2001:db8::2".parse().unwrap();
+    let mut p = params();
+    p.local_addr = IpAddr::V6(local6);
+    let mut dp = KernelDataplane::load_unattached(&p).expect("load");
+    let mut d = desired();
+    let peer = d.peers.get_mut(&1).unwrap();
+    peer.endpoint = Some(SocketAddr::new(IpAddr::V6(remote6), REMOTE_PORT));
+    // Talk to ourselves, as in the IPv4 roundtrip.
+    peer.tx = Some(TxKey {
+        key: RX_KEY,
+        remote_index: LOCAL_INDEX,
+        initial_counter: 9,
+    });
+    dp.apply(&d).unwrap();
+    let f = Fixture { dp };
+    for (i, inner) in [
+        inner4(PEER4, PEER4, 1400),
+        inner6(PEER6, PEER6, 333),
+        inner4(PEER4, PEER4, 29),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = f.expect(
+            "encrypt over IPv6",
+            ENCRYPT,
+            &eth_for(&inner),
+            TC_ACT_REDIRECT,
+            &[
+                (Counter::TxPackets, 1),
+                (Counter::TxBytes, inner.len() as u64),
+            ],
+        );
+        assert_eq!(out.len(), 14 + 40 + 8 + 16 + inner.len() + 16);
+        assert_eq!(u16::from_be_bytes([out[12], out[13]]), 0x86dd);
+        let ip = &out[14..54];
+        assert_eq!(ip[0] >> 4, 6);
+        assert_eq!(
+            u16::from_be_bytes([ip[4], ip[5]]) as usize,
+            out.len() - 54,
+            "payload length"
+        );
+        assert_eq!(ip[6], 17);
+        assert_eq!(&ip[8..24], &local6.octets());
+        assert_eq!(&ip[24..40], &remote6.octets());
+        let udp = &out[54..];
+        assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), PORT);
+        assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), REMOTE_PORT);
+        assert_eq!(u16::from_be_bytes([udp[4], udp[5]]) as usize, udp.len());
+        // The checksum over pseudo-header + datagram verifies to zero.
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&ip[8..40]);
+        pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        pseudo.extend_from_slice(udp);
+        assert_ne!(
+            u16::from_be_bytes([udp[6], udp[7]]),
+            0,
+            "IPv6 UDP checksum present"
+        );
+        assert_eq!(checksum(&pseudo), 0, "IPv6 UDP checksum");
+        let (hdr, plain) = open(&RX_KEY, &udp[8..]).expect("the crate opens it");
+        assert_eq!(hdr.counter(), 9 + i as u64);
+        assert_eq!(plain, inner);
+        // Back in through the decrypt program, as the peer would receive it.
+        let mut rx = out.clone();
+        rx[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&PORT.to_be_bytes());
+        let got = f.expect(
+            "decrypt over IPv6",
+            DECRYPT,
+            &rx,
+            TC_ACT_REDIRECT,
+            &delivered(&inner),
+        );
+        assert_delivered(&got, &inner);
+    }
+    // An IPv4 endpoint while the underlay address is IPv6: cannot send.
+    let mut d2 = d.clone();
+    d2.peers.get_mut(&1).unwrap().endpoint = Some(SocketAddr::new(IpAddr::V4(REMOTE), REMOTE_PORT));
+    let mut f = f;
+    f.dp.apply(&d2).unwrap();
+    f.expect(
+        "family mismatch",
+        ENCRYPT,
+        &eth_for(&inner4(PEER4, PEER4, 100)),
+        TC_ACT_SHOT,
+        &[(Counter::TxError, 1)],
+    );
+}

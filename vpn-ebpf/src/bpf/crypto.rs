@@ -9,9 +9,9 @@
 //! frames small by keeping their state in `Work` and splitting their
 //! one-time work into separate functions too.
 
-use vpn_common::aead::{open_scratch, seal_scratch, Scratch};
+use vpn_common::aead::{open_scratch, seal_scratch, Scratch, SCRATCH_LEN};
 
-use super::headers::EncapV4;
+use super::headers::{EncapV4, EncapV6};
 
 /// Per-CPU working memory of one program run.
 #[repr(C)]
@@ -24,9 +24,13 @@ pub struct Work {
     pub hdr: [u8; 16],
     /// The tag: output of `seal`, input of `open`.
     pub tag: [u8; 16],
-    /// Outer headers of the packet being encapsulated.
+    /// Outer headers of the packet being encapsulated (IPv4 underlay).
     pub outer: EncapV4,
-    pub _pad: [u8; 4],
+    /// 4 or 6: the underlay family of the packet being encapsulated.
+    pub family: u8,
+    pub _pad: [u8; 3],
+    /// Outer headers of the packet being encapsulated (IPv6 underlay).
+    pub outer6: EncapV6,
     /// The data header's counter.
     pub counter: u64,
     /// Length of the inner packet (plaintext or ciphertext without tag).
@@ -44,6 +48,25 @@ pub struct Work {
 pub fn seal(w: &mut Work) {
     let tag = seal_scratch(&w.key, w.counter, &w.hdr, &mut w.region, w.len as usize);
     w.tag = tag;
+}
+
+/// Appends `w.tag` to the ciphertext in the region, so that ciphertext and
+/// tag leave in one store (and are summed in one pass for IPv6's UDP
+/// checksum). Done outside [`seal`] on purpose: a variable offset makes the
+/// verifier track `len` exactly, which inside the cipher's loops would stop
+/// it from pruning states.
+#[inline(always)]
+pub fn append_tag(w: &mut Work) {
+    let len = w.len as usize;
+    let tag = w.tag;
+    let b = w.region.bytes_mut();
+    let mut i = 0;
+    while i < 16 {
+        // Masked: always in bounds, no panic path (`len` is at most
+        // MAX_SCRATCH_DATA, so the mask never wraps a real index).
+        b[(len + i) & (SCRATCH_LEN - 1)] = tag[i];
+        i += 1;
+    }
 }
 
 /// Verifies `w.tag` and only then decrypts `w.region[..w.len]` in place.

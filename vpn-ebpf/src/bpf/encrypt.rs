@@ -8,21 +8,24 @@
 use aya_ebpf::{
     bindings::{
         __sk_buff, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+        BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
     },
     helpers::generated::{bpf_redirect_neigh, bpf_skb_adjust_room},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
 use vpn_common::{
-    maps::FAMILY_V4,
+    maps::{FAMILY_V4, FAMILY_V6},
     stats::Counter,
     wire::{DataHeader, MAX_INNER_LEN, TAG_LEN, TYPE_DATA},
 };
 
 use super::{
     crypto::{self, Work},
-    headers::{encap_v4, ENCAP_V4_LEN, ETH_LEN, ETH_P_IP, ETH_P_IPV6, IPV4_LEN, IPV6_LEN},
+    headers::{
+        encap_v4, encap_v6, udp6_checksum, ENCAP_V4_LEN, ENCAP_V6_LEN, ETH_LEN, ETH_P_IP,
+        ETH_P_IPV6, IPV4_LEN, IPV6_LEN,
+    },
     maps::{CONFIG, PEERS, ROUTES_V4, ROUTES_V6, SCRATCH, TX_SESSIONS},
     skb, stats, CONTINUE, PASS,
 };
@@ -86,10 +89,12 @@ fn prepare(raw: *mut __sk_buff, w: &mut Work) -> i32 {
     }
     // SAFETY: map values, valid while the program runs.
     let ep = unsafe { &*ep };
-    if ep.family != FAMILY_V4 || cfg.local_family != FAMILY_V4 {
-        // The IPv6 underlay is not wired up yet (see `emit`).
-        return stats::drop(Counter::TxError);
-    }
+    let family = match (cfg.local_family, ep.family) {
+        (FAMILY_V4, FAMILY_V4) => FAMILY_V4,
+        (FAMILY_V6, FAMILY_V6) => FAMILY_V6,
+        // An endpoint of the other family than our underlay address.
+        _ => return stats::drop(Counter::TxError),
+    };
     if skb::load_to_scratch(&ctx, ETH_LEN, w, inner_len).is_err() {
         return stats::drop(Counter::TxError);
     }
@@ -106,49 +111,74 @@ fn prepare(raw: *mut __sk_buff, w: &mut Work) -> i32 {
     w.len = inner_len;
     w.peer_id = peer_id;
     w.hdr = DataHeader::new(TYPE_DATA, remote_index, counter).to_bytes();
-    w.outer.hdr = w.hdr;
-    encap_v4(
-        &mut w.outer,
-        &cfg.local_addr,
-        &ep.addr,
-        cfg.data_port,
-        ep.port,
-        inner_len,
-    );
+    w.family = family;
+    if family == FAMILY_V4 {
+        w.outer.hdr = w.hdr;
+        encap_v4(
+            &mut w.outer,
+            &cfg.local_addr,
+            &ep.addr,
+            cfg.data_port,
+            ep.port,
+            inner_len,
+        );
+    } else {
+        w.outer6.hdr = w.hdr;
+        encap_v6(
+            &mut w.outer6,
+            &cfg.local_addr,
+            &ep.addr,
+            cfg.data_port,
+            ep.port,
+            inner_len,
+        );
+    }
     CONTINUE
 }
 
 /// Grows the packet, writes outer headers, ciphertext and tag, and
 /// redirects it to the underlay.
 ///
-/// The Ethernet header stays as the 14-byte placeholder that
+/// One grow right after the Ethernet header makes room for the outer
+/// headers and the tag; headers, ciphertext and tag (both already in `w`'s
+/// region) are then written over the whole packet. This avoids
+/// `bpf_skb_change_tail`, which refuses skbs marked `encapsulation`. The
+/// Ethernet header stays as the 14-byte placeholder that
 /// `bpf_redirect_neigh` needs; with the encap flags `bpf_skb_adjust_room`
 /// also sets `skb->protocol` to the outer family, which the redirect routes
-/// by.
-/// An IPv6 underlay adds a second arm: `ENCAP_L3_IPV6`, a 40-byte outer
-/// header and a UDP checksum (mandatory over IPv6) over the sealed region.
+/// by. Over IPv6 the UDP checksum is mandatory and computed here.
 #[inline(never)]
 fn emit(raw: *mut __sk_buff, w: &mut Work) -> i32 {
     let ctx = TcContext::new(raw);
     let Some(cfg) = CONFIG.get(0) else {
         return stats::drop(Counter::TxError);
     };
+    crypto::append_tag(w);
     let inner_len = w.len;
-    // One grow right after the Ethernet header makes room for the outer
-    // headers and the tag; headers, ciphertext and tag are then written
-    // over the whole packet (the plaintext is already in `w`). This avoids
-    // `bpf_skb_change_tail`, which refuses skbs marked `encapsulation`.
-    let flags = (BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP) as u64;
-    let grow = ENCAP_V4_LEN + TAG_LEN as u32;
+    let v4 = w.family == FAMILY_V4;
+    let (l3, encap_len, proto) = if v4 {
+        (BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, ENCAP_V4_LEN, ETH_P_IP)
+    } else {
+        (BPF_F_ADJ_ROOM_ENCAP_L3_IPV6, ENCAP_V6_LEN, ETH_P_IPV6)
+    };
+    let flags = (l3 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP) as u64;
+    let grow = encap_len + TAG_LEN as u32;
     // SAFETY: helper call on the program's own context.
     if unsafe { bpf_skb_adjust_room(raw, grow as i32, BPF_ADJ_ROOM_MAC, flags) } < 0 {
         return stats::drop(Counter::TxError);
     }
-    let ct_off = ETH_LEN + ENCAP_V4_LEN;
-    if skb::store(&ctx, 12, &ETH_P_IP.to_be_bytes()).is_err()
-        || skb::store(&ctx, ETH_LEN, &w.outer).is_err()
-        || skb::store_from_scratch(&ctx, ct_off, w, inner_len).is_err()
-        || skb::store(&ctx, ct_off + inner_len, &w.tag).is_err()
+    let headers = if v4 {
+        skb::store(&ctx, ETH_LEN, &w.outer)
+    } else {
+        let c = udp6_checksum(&w.outer6, &w.region, inner_len + TAG_LEN as u32);
+        w.outer6.udp[6] = c[0];
+        w.outer6.udp[7] = c[1];
+        skb::store(&ctx, ETH_LEN, &w.outer6)
+    };
+    if headers.is_err()
+        || skb::store(&ctx, 12, &proto.to_be_bytes()).is_err()
+        || skb::store_from_scratch(&ctx, ETH_LEN + encap_len, w, inner_len + TAG_LEN as u32)
+            .is_err()
     {
         return stats::drop(Counter::TxError);
     }

@@ -32,9 +32,9 @@ pub fn vpn_decrypt(ctx: TcContext) -> i32 {
 /// (Steps are separate BPF functions, which return one scalar.)
 pub(crate) const CONTINUE: i32 = -1;
 /// Not ours, or no session yet: let the stack have it.
-pub(crate) const PASS: i32 = TC_ACT_OK as i32;
+pub(crate) const PASS: i32 = TC_ACT_OK;
 /// Dropped (always counted by reason first, see `stats::drop`).
-pub(crate) const SHOT: i32 = TC_ACT_SHOT as i32;
+pub(crate) const SHOT: i32 = TC_ACT_SHOT;
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {

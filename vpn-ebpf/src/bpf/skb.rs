@@ -11,15 +11,16 @@ use aya_ebpf::{
     helpers::generated::{bpf_skb_load_bytes, bpf_skb_store_bytes},
     programs::TcContext,
 };
-use vpn_common::aead::MAX_SCRATCH_DATA;
+use vpn_common::aead::{MAX_SCRATCH_DATA, SCRATCH_LEN};
 
 use super::crypto::Work;
 
-/// Returns `len` if it is in `1..=MAX_SCRATCH_DATA`, else 0. The comparison
-/// is written in BPF assembly so that the verifier sees the bound on the
-/// very register that is later passed to a helper.
+/// Returns `len` if it is in `1..=MAX`, else 0. The comparison is written
+/// in BPF assembly so that the verifier sees the bound on the very register
+/// that is later passed to a helper (LLVM would fold or rewrite a Rust
+/// comparison so that the bound lands on another register).
 #[inline(always)]
-pub fn bounded(len: u32) -> u32 {
+pub fn bounded<const MAX: usize>(len: u32) -> u32 {
     let mut v = len as u64;
     // SAFETY: pure register arithmetic.
     unsafe {
@@ -27,7 +28,7 @@ pub fn bounded(len: u32) -> u32 {
             "if {v} <= {max} goto +1",
             "{v} = 0",
             v = inout(reg) v,
-            max = const MAX_SCRATCH_DATA,
+            max = const MAX,
             options(pure, nomem, nostack),
         );
     }
@@ -42,7 +43,7 @@ fn raw(ctx: &TcContext) -> *mut __sk_buff {
 /// Copies `len` packet bytes at `off` into the start of `dst`.
 #[inline(always)]
 pub fn load_to_scratch(ctx: &TcContext, off: u32, dst: *mut Work, len: u32) -> Result<(), ()> {
-    let n = bounded(len);
+    let n = bounded::<MAX_SCRATCH_DATA>(len);
     if n == 0 {
         return Err(());
     }
@@ -63,14 +64,15 @@ pub fn load_to_scratch(ctx: &TcContext, off: u32, dst: *mut Work, len: u32) -> R
     }
 }
 
-/// Copies the first `len` bytes of `src` into the packet at `off`.
+/// Copies the first `len` bytes of `src`'s region (up to all of it) into
+/// the packet at `off`.
 #[inline(always)]
 pub fn store_from_scratch(ctx: &TcContext, off: u32, src: *const Work, len: u32) -> Result<(), ()> {
-    let n = bounded(len);
+    let n = bounded::<SCRATCH_LEN>(len);
     if n == 0 {
         return Err(());
     }
-    // SAFETY: as in `load_to_scratch`.
+    // SAFETY: as in `load_to_scratch`, with `n` at most SCRATCH_LEN.
     let r = unsafe {
         bpf_skb_store_bytes(
             raw(ctx),
