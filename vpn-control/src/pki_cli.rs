@@ -263,10 +263,8 @@ fn run_cert_at(cmd: CertCmd, now: SystemTime) -> anyhow::Result<String> {
         CertCmd::Identity(a) => {
             let (id, created) = NodeIdentity::load_or_create(&a.file)?;
             let what = if created { "created" } else { "loaded" };
-            Ok(format!("{}\n", id.peer_id())).map(|s| {
-                eprintln!("{what} {}", a.file.display());
-                s
-            })
+            eprintln!("{what} {}", a.file.display());
+            Ok(format!("{}\n", id.peer_id()))
         }
         CertCmd::Request(a) => {
             let (id, _) = NodeIdentity::load_or_create(&a.identity)?;

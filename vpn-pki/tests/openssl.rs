@@ -71,6 +71,19 @@ fn openssl_reads_and_verifies_what_we_write() {
     }
     let v = ok(&["verify", "-CAfile", s(&ca_crt), s(&node_crt)]);
     assert!(v.contains(": OK"), "{v}");
+    let fp = ok(&[
+        "x509",
+        "-in",
+        s(&node_crt),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    assert!(
+        fp.contains(&cert.fingerprint()),
+        "{fp} vs {}",
+        cert.fingerprint()
+    );
 
     // The node identity file is what `openssl genpkey -algorithm ed25519`
     // writes: openssl derives the same public key as the certificate's.

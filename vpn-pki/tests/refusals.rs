@@ -291,3 +291,62 @@ fn distinct_messages() {
         "{e}"
     );
 }
+
+#[test]
+fn no_single_byte_change_or_truncation_is_accepted() {
+    // Every truncation and every one-byte change of a valid certificate and
+    // CRL is refused (never accepted, never a panic); CSRs likewise.
+    let f = fixture();
+    let ok_now = t0() + DAY;
+    let der = f.cert.der().to_vec();
+    let check = |d: &[u8]| {
+        verify_member(
+            d,
+            f.ca.certificate(),
+            None,
+            &f.node.peer_id(),
+            "lab",
+            ok_now,
+        )
+    };
+    check(&der).unwrap();
+    for i in 0..der.len() {
+        assert!(check(&der[..i]).is_err(), "truncated to {i}");
+        let mut d = der.clone();
+        d[i] ^= 0xff;
+        assert!(check(&d).is_err(), "byte {i} flipped");
+    }
+
+    let crl_der = empty_crl(&f.ca).der().to_vec();
+    for i in 0..crl_der.len() {
+        let _ = Crl::from_der(&crl_der[..i]);
+        let mut d = crl_der.clone();
+        d[i] ^= 0xff;
+        if let Ok(crl) = Crl::from_der(&d) {
+            assert!(
+                crl.verify(f.ca.certificate(), ok_now).is_err(),
+                "CRL byte {i}"
+            );
+        }
+    }
+
+    let csr = vpn_pki::make_csr(&f.node, "alice").unwrap();
+    for i in 0..csr.len() {
+        let _ = vpn_pki::verify_csr(&csr[..i]);
+        let mut d = csr.clone();
+        d[i] ^= 0xff;
+        if let Ok(info) = vpn_pki::verify_csr(&d) {
+            panic!("CSR byte {i} flipped accepted: {info:?}");
+        }
+    }
+
+    let ca_der = f.ca.certificate().der().to_vec();
+    for i in 0..ca_der.len() {
+        let mut d = ca_der.clone();
+        d[i] ^= 0xff;
+        assert!(
+            vpn_pki::CaCertificate::from_der(&d).is_err(),
+            "CA byte {i} flipped"
+        );
+    }
+}
