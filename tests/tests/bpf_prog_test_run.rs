@@ -991,6 +991,9 @@ fn per_packet_cost_1400_bytes() {
         eprintln!("per-packet cost, {len}-byte inner packets (median of {N} runs): encrypt {e} ns, decrypt {d} ns");
     }
     eprintln!("encrypt program, no-session pass: {} ns", median(pass));
+    let verified = f.dp.verified_instructions();
+    eprintln!("instructions processed by the verifier: {verified:?} (limit 1,000,000)");
+    assert_eq!(verified.len(), 2);
     let c = f.counters();
     assert_eq!(c[&Counter::TxPackets], 3 * N);
     assert_eq!(c[&Counter::RxPackets], 3 * N);

@@ -206,6 +206,19 @@ impl KernelDataplane {
             .collect()
     }
 
+    /// Per program: name and the number of instructions the verifier
+    /// processed to accept it (the kernel's limit is 1,000,000; the cipher's
+    /// bounded loops use most of it, so this is worth watching).
+    pub fn verified_instructions(&self) -> Vec<(String, u32)> {
+        [programs::ENCRYPT, programs::DECRYPT]
+            .into_iter()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some((name.to_string(), info.verified_instruction_count()?))
+            })
+            .collect()
+    }
+
     /// Packets without a session read on `vpn0p` so far.
     pub fn no_session_packets(&self) -> u64 {
         self.reader.as_ref().map_or(0, NoSessionReader::seen)
