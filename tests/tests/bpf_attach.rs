@@ -146,6 +146,57 @@ fn load(s: &Side, state: DesiredState) -> KernelDataplane {
     .unwrap()
 }
 
+/// A running `tcpdump -x` on one device of a namespace.
+struct Capture {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl Capture {
+    /// Starts tcpdump and waits until it listens.
+    fn start(ns: &Netns, dev: &str) -> Self {
+        use std::io::BufRead;
+        let path = std::env::temp_dir().join(format!(
+            "gv-bpfattach-{}-{}-{dev}.txt",
+            std::process::id(),
+            ns.name()
+        ));
+        let mut child = ns
+            .cmd("tcpdump")
+            .args(["-i", dev, "-n", "-l", "-x", "-U", "-c", "500"])
+            .stdout(std::fs::File::create(&path).unwrap())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("tcpdump on {dev} exited: {seen}");
+            }
+            seen.push_str(&line);
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        Self { child, path }
+    }
+
+    /// Stops it and returns the captured bytes as one hex string.
+    fn finish(mut self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dump = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.path);
+        dump.lines()
+            .filter(|l| l.trim_start().starts_with("0x"))
+            .flat_map(|l| l.split_whitespace().skip(1))
+            .collect()
+    }
+}
+
 /// TC ingress programs of eth0 and vpn0p inside the namespace.
 fn attached_programs(ns: &Netns) -> Vec<String> {
     ns.enter(|| {
@@ -251,16 +302,10 @@ fn bpf_attach_ping_over_the_kernel_path() {
     } = pair("bpfp");
     assert_eq!(attached_programs(&a.ns), ["vpn_decrypt", "vpn_encrypt"]);
 
-    // Capture the underlay while pinging with a marker payload.
-    let pcap = std::env::temp_dir().join(format!("gv-bpfattach-{}.txt", std::process::id()));
-    let mut tcpdump =
-        b.ns.cmd("tcpdump")
-            .args(["-i", "eth0", "-n", "-l", "-x", "-U", "-c", "200"])
-            .stdout(std::fs::File::create(&pcap).unwrap())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Capture the underlay, and vpn0 as a positive control, while pinging
+    // with a marker payload.
+    let underlay_cap = Capture::start(&b.ns, "eth0");
+    let vpn_cap = Capture::start(&b.ns, "vpn0");
     let marker = "6d61726b6572"; // "marker"
     let ping4 =
         a.ns.output(
@@ -277,10 +322,8 @@ fn bpf_attach_ping_over_the_kernel_path() {
         )
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = tcpdump.kill();
-    let _ = tcpdump.wait();
-    let dump = std::fs::read_to_string(&pcap).unwrap_or_default();
-    let _ = std::fs::remove_file(&pcap);
+    let underlay_hex = underlay_cap.finish();
+    let vpn_hex = vpn_cap.finish();
 
     let sa = dpa.stats().unwrap().counters;
     let sb = dpb.stats().unwrap().counters;
@@ -310,16 +353,22 @@ fn bpf_attach_ping_over_the_kernel_path() {
     for c in Counter::ALL.iter().filter(|c| c.is_drop()) {
         assert_eq!(sa[c] + sb[c], 0, "drops of {}", c.name());
     }
-    // The underlay never shows the ICMP payload in clear (tcpdump -x prints
-    // hex in groups of 4 digits; the marker pattern repeats).
-    let hex: String = dump
-        .lines()
-        .filter(|l| l.trim_start().starts_with("0x"))
-        .flat_map(|l| l.split_whitespace().skip(1))
-        .collect();
-    assert!(!hex.is_empty(), "tcpdump captured nothing");
+    // The underlay never shows the ICMP payload in clear, while vpn0 (the
+    // decrypted side) does: the check can see the marker when it is there.
     assert!(
-        !hex.contains("6d61726b6572"),
+        vpn_hex.contains(marker),
+        "marker not seen on vpn0: capture broken?"
+    );
+    assert!(
+        !underlay_hex.is_empty(),
+        "tcpdump captured nothing on the underlay"
+    );
+    assert!(
+        underlay_hex.contains("ca76"),
+        "no data-port traffic on the underlay"
+    );
+    assert!(
+        !underlay_hex.contains(marker),
         "plaintext marker on the underlay"
     );
     let runs = dpa.program_stats();
