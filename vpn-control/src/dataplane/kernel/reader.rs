@@ -70,6 +70,16 @@ fn destination(p: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// Whether a destination could be a peer's address: multicast, broadcast
+/// and link-local traffic (MLD, router solicitations that `vpn0` sends on
+/// its own) is never routed to a peer.
+fn unicast_global(dst: std::net::IpAddr) -> bool {
+    match dst {
+        std::net::IpAddr::V4(a) => !(a.is_multicast() || a.is_broadcast() || a.is_link_local()),
+        std::net::IpAddr::V6(a) => !(a.is_multicast() || a.is_unicast_link_local()),
+    }
+}
+
 impl NoSessionReader {
     /// Starts reading on `ifindex` (vpn0p).
     pub fn start(ifindex: u32) -> io::Result<Self> {
@@ -90,7 +100,8 @@ impl NoSessionReader {
         })
     }
 
-    /// Packets read so far.
+    /// Unicast packets read so far (multicast and link-local noise that
+    /// `vpn0` sends by itself is skipped).
     pub fn seen(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)
     }
@@ -127,11 +138,14 @@ fn run(socks: &[OwnedFd; 2], stop: &AtomicBool, seen: &AtomicU64) {
                 if r <= 0 {
                     break;
                 }
-                seen.fetch_add(1, Ordering::Relaxed);
                 let pkt = &buf[..r as usize];
+                let Some(dst) = destination(pkt).filter(|d| unicast_global(*d)) else {
+                    continue;
+                };
+                seen.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     len = pkt.len(),
-                    dst = ?destination(pkt),
+                    %dst,
                     "packet without an established session passed up on vpn0p"
                 );
             }
