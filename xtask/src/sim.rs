@@ -102,19 +102,27 @@ fn run_relays(
         load.missing_pairs,
         load.asymmetric_pairs
     );
+    let machine = machine();
     let started = Instant::now();
     let result = sim::run(&matrix, params)?;
     let elapsed = started.elapsed();
     eprintln!("simulated in {:.1} s", elapsed.as_secs_f64());
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("/"));
     let ctx = RunContext {
-        matrix_path,
+        matrix_label: matrix_path
+            .strip_prefix(root)
+            .unwrap_or(matrix_path)
+            .display()
+            .to_string(),
         opts,
         load: &load,
         hosts: matrix.len(),
         params,
         elapsed_s: elapsed.as_secs_f64(),
-        machine: machine(),
+        machine,
         data_note: data_note.unwrap_or(USER_DATA_NOTE),
     };
     write(
@@ -122,7 +130,17 @@ fn run_relays(
         &(serde_json::to_string_pretty(&json(&result, &ctx)?)? + "\n"),
     )?;
     write(&out.join("relay-sim.md"), &markdown(&result, &ctx))?;
-    draw(&result, &out.join("relay-sim.png"))?;
+    let title = match data_note {
+        Some(_) => {
+            "Mean RTT, pairs two or more overlay hops apart (PlanetLab 490, stand-in for King)"
+                .to_owned()
+        }
+        None => format!(
+            "Mean RTT, pairs two or more overlay hops apart ({})",
+            ctx.matrix_label
+        ),
+    };
+    draw(&result, &out.join("relay-sim.png"), &title)?;
     eprint!("{}", report::table(&result));
     for t in report::check_targets(&result) {
         eprintln!("[{}] {}", if t.met { "met" } else { "NOT met" }, t.what);
@@ -140,7 +158,7 @@ King data set (1,740 hosts) that the paper's Fig. 5 uses, which is not available
 differ from the paper's.";
 
 struct RunContext<'a> {
-    matrix_path: &'a Path,
+    matrix_label: String,
     opts: LoadOptions,
     load: &'a LoadReport,
     hosts: usize,
@@ -151,6 +169,8 @@ struct RunContext<'a> {
 }
 
 struct Machine {
+    /// `/proc/loadavg`'s 1-minute figure when the run started.
+    load: String,
     nproc: usize,
     cpu: String,
     kernel: String,
@@ -169,7 +189,12 @@ fn machine() -> Machine {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned());
     Machine {
+        load,
         nproc: std::thread::available_parallelism().map_or(1, usize::from),
         cpu,
         kernel,
@@ -180,7 +205,7 @@ fn json(r: &RelaySimReport, ctx: &RunContext<'_>) -> anyhow::Result<serde_json::
     let mut v = serde_json::to_value(r)?;
     let p = ctx.params;
     v["meta"] = serde_json::json!({
-        "matrix": ctx.matrix_path.display().to_string(),
+        "matrix": ctx.matrix_label,
         "data_set": ctx.data_note,
         "hosts": ctx.hosts,
         "unit": ctx.opts.unit.to_string(),
@@ -194,8 +219,8 @@ fn json(r: &RelaySimReport, ctx: &RunContext<'_>) -> anyhow::Result<serde_json::
         "threads": p.threads,
         "elapsed_s": ctx.elapsed_s,
         "latency": "round-trip time in ms; a path's latency is the sum of its hops' RTTs",
-        "machine": {"nproc": ctx.machine.nproc, "cpu": ctx.machine.cpu, "kernel": ctx.machine.kernel},
-        "selector": format!("{:?}", p.selector),
+        "machine": {"load_average_at_start": ctx.machine.load, "nproc": ctx.machine.nproc, "cpu": ctx.machine.cpu, "kernel": ctx.machine.kernel},
+        "variants": p.strategies.iter().map(|v| (v.name.clone(), serde_json::Value::from(format!("{:?}", v.config)))).collect::<serde_json::Map<_, _>>(),
         "overlay": format!("{:?}", p.overlay),
     });
     if let Some(rows) = v["rows"].as_array_mut() {
@@ -233,9 +258,9 @@ see `docs/relays.md` for the model and its caveats.\n\n\
 - Data: {}\n- Matrix: `{}`: {} hosts used (unit {}, missing entries: {}, asymmetry: {}; \
 {} hosts dropped, {} unknown pairs, {} asymmetric pairs).\n\
 - Run: sizes {:?}, {} trials per size, seed {}, k = {}, default strategy `{}`; {} threads, {:.1} s.\n\
-- Machine: nproc {}, CPU {}, kernel {}.\n\n",
+- Machine: nproc {}, CPU {}, kernel {}; 1-minute load average {} when the run started (the time above is wall-clock on a shared machine).\n\n",
         ctx.data_note,
-        ctx.matrix_path.file_name().map_or_else(|| ctx.matrix_path.display().to_string(), |f| f.to_string_lossy().into_owned()),
+        ctx.matrix_label,
         ctx.hosts,
         ctx.opts.unit,
         ctx.opts.missing,
@@ -253,6 +278,7 @@ see `docs/relays.md` for the model and its caveats.\n\n\
         m.nproc,
         m.cpu,
         m.kernel,
+        m.load,
     ));
     s.push_str(
         "Mean round-trip time in ms over all ordered pairs whose overlay path takes two hops or more, \
@@ -278,7 +304,6 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The shipped benchmark: the PlanetLab 490 matrix at sizes 25 to 490, 20
 /// trials, seed 1. `cargo xtask bench --suite relay-sim` calls this.
-#[allow(dead_code)] // called by `cargo xtask bench --suite relay-sim` (wired by xtask's bench module)
 pub fn bench_suite(out_dir: &Path) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -290,7 +315,6 @@ pub fn bench_suite(out_dir: &Path) -> anyhow::Result<()> {
         seed: 1,
         ..RelaySimParams::default()
     };
-    debug_assert_eq!(Strategy::DEFAULT, Strategy::LatencyStable);
     run_relays(
         &matrix,
         LoadOptions::default(),
@@ -301,7 +325,7 @@ pub fn bench_suite(out_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The figure: mean RTT vs network size for direct, overlay and each strategy.
-fn draw(r: &RelaySimReport, path: &Path) -> anyhow::Result<()> {
+fn draw(r: &RelaySimReport, path: &Path, title: &str) -> anyhow::Result<()> {
     use plotters::prelude::*;
     register_font()?;
     let series: Vec<(String, Vec<(f64, f64)>)> = {
@@ -321,20 +345,27 @@ fn draw(r: &RelaySimReport, path: &Path) -> anyhow::Result<()> {
                     .collect(),
             ),
         ];
-        for st in Strategy::ALL {
+        let names: Vec<&String> = r
+            .rows
+            .first()
+            .map(|x| x.relay_ms.keys().collect())
+            .unwrap_or_default();
+        for name in names {
             let pts: Vec<(f64, f64)> = r
                 .rows
                 .iter()
-                .filter_map(|x| x.relay_ms.get(st.name()).map(|&y| (x.size as f64, y)))
+                .filter_map(|x| x.relay_ms.get(name).map(|&y| (x.size as f64, y)))
                 .collect();
-            if !pts.is_empty() {
-                let label = if st == Strategy::DEFAULT {
-                    format!("relay: {} (default)", st.name())
-                } else {
-                    format!("relay: {}", st.name())
-                };
-                v.push((label, pts));
-            }
+            let label = if *name == r.default_strategy {
+                format!("relay: {name} (default)")
+            } else {
+                format!("relay: {name}")
+            };
+            v.push((label, pts));
+        }
+        // Sizes without a pair two hops apart have no means.
+        for (_, pts) in &mut v {
+            pts.retain(|p| p.1.is_finite());
         }
         v
     };
@@ -349,10 +380,7 @@ fn draw(r: &RelaySimReport, path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE)
         .map_err(|e| anyhow::anyhow!("plot: {e}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Mean RTT of pairs >= 2 overlay hops apart (PlanetLab stand-in for King)",
-            ("sans-serif", 22),
-        )
+        .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -361,6 +389,8 @@ fn draw(r: &RelaySimReport, path: &Path) -> anyhow::Result<()> {
     chart
         .configure_mesh()
         .x_desc("network size (members)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .y_desc("mean RTT (ms)")
         .label_style(("sans-serif", 15))
         .draw()
@@ -371,11 +401,18 @@ fn draw(r: &RelaySimReport, path: &Path) -> anyhow::Result<()> {
         RGBColor(200, 60, 40),
         RGBColor(60, 140, 60),
         RGBColor(150, 80, 190),
-        BLUE,
+        RGBColor(230, 150, 30),
+        RGBColor(40, 170, 190),
     ];
-    for (i, (label, pts)) in series.iter().enumerate() {
-        let c = colours[i % colours.len()];
-        let style = ShapeStyle::from(&c).stroke_width(if i == series.len() - 1 { 3 } else { 2 });
+    let mut next_colour = colours.iter().cycle();
+    for (label, pts) in &series {
+        let default = label.ends_with("(default)");
+        let c = if default {
+            BLUE
+        } else {
+            *next_colour.next().unwrap_or(&BLACK)
+        };
+        let style = ShapeStyle::from(&c).stroke_width(if default { 3 } else { 2 });
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), style))
             .map_err(|e| anyhow::anyhow!("plot: {e}"))?
@@ -387,7 +424,7 @@ fn draw(r: &RelaySimReport, path: &Path) -> anyhow::Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))

@@ -189,10 +189,16 @@ where
             overlap.sort_by(|x, y| {
                 ((x.age < floor), x.cost(), x.id).cmp(&((y.age < floor), y.cost(), y.id))
             });
-            if overlap.is_empty() || cfg.explore_when_overlapping {
-                plan.remote_connects = closest_outside(&l, &l_shared, cfg.explore);
-                plan.local_connects = closest_outside(&r, &r_shared, cfg.explore);
-            }
+            // Without overlap at least one connection each way is asked for.
+            let n = if overlap.is_empty() {
+                cfg.explore.max(1)
+            } else if cfg.explore_when_overlapping {
+                cfg.explore
+            } else {
+                0
+            };
+            plan.remote_connects = closest_outside(&l, &l_shared, n);
+            plan.local_connects = closest_outside(&r, &r_shared, n);
         }
     }
     overlap.truncate(cfg.reserve.saturating_add(1));

@@ -104,7 +104,8 @@ pub struct Config {
     pub min_dwell: Duration,
     /// `LatencyStable`: how many of the other side's closest neighbours each
     /// side connects to (to create overlap, and to bring near-end detours in).
-    /// The other strategies create overlap with a single connection.
+    /// At least one when the sets do not overlap. The other strategies
+    /// create overlap with a single connection.
     pub explore: usize,
     /// `LatencyStable`: also explore when the sets already overlap.
     pub explore_when_overlapping: bool,

@@ -10,4 +10,4 @@ pub use matrix::{
     load, AsymmetryPolicy, LatencyMatrix, LoadOptions, LoadReport, MatrixError, MissingPolicy, Unit,
 };
 pub use overlay::{Key, Overlay, OverlayParams};
-pub use relays::{run, RelaySimParams, RelaySimReport, SimError, SizeRow, StrategyRow};
+pub use relays::{run, RelaySimParams, RelaySimReport, SimError, SizeRow, StrategyRow, Variant};

@@ -28,10 +28,8 @@ pub struct RelaySimParams {
     pub seed: u64,
     /// Overlay model.
     pub overlay: OverlayParams,
-    /// Selector tuning; its strategy is replaced by each of `strategies`.
-    pub selector: Config,
     /// Strategies to compare.
-    pub strategies: Vec<Strategy>,
+    pub strategies: Vec<Variant>,
     /// Worker threads (results do not depend on it).
     pub threads: usize,
 }
@@ -43,10 +41,45 @@ impl Default for RelaySimParams {
             trials: 20,
             seed: 1,
             overlay: OverlayParams::default(),
-            selector: Config::default(),
-            strategies: Strategy::ALL.to_vec(),
+            strategies: Variant::standard(),
             threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
+    }
+}
+
+/// A selector configuration compared under a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Name in reports (a strategy's name for the standard variants).
+    pub name: String,
+    /// The selector's tuning.
+    pub config: Config,
+}
+
+impl Variant {
+    /// Name of the ablation of the default without exploration.
+    pub const OVERLAP_ONLY: &'static str = "latency-stable-overlap-only";
+
+    /// Each [`Strategy`] with the default tuning, plus the default without
+    /// exploration when the sets already overlap (an ablation: how much of
+    /// the gain comes from connecting to the other side's closest neighbours).
+    #[must_use]
+    pub fn standard() -> Vec<Variant> {
+        let mut v: Vec<Variant> = Strategy::ALL
+            .into_iter()
+            .map(|st| Variant {
+                name: st.name().to_owned(),
+                config: Config::with_strategy(st),
+            })
+            .collect();
+        v.push(Variant {
+            name: Self::OVERLAP_ONLY.to_owned(),
+            config: Config {
+                explore_when_overlapping: false,
+                ..Config::default()
+            },
+        });
+        v
     }
 }
 
@@ -227,7 +260,7 @@ fn mean_of(trials: &[&TrialResult], f: impl Fn(&TrialResult) -> Option<f64>) -> 
     }
 }
 
-fn aggregate(size: usize, trials: &[&TrialResult], strategies: &[Strategy]) -> SizeRow {
+fn aggregate(size: usize, trials: &[&TrialResult], strategies: &[Variant]) -> SizeRow {
     let per_pair = |x: f64, t: &TrialResult| (t.pairs > 0).then(|| x / t.pairs as f64);
     let mut row = SizeRow {
         size,
@@ -251,8 +284,8 @@ fn aggregate(size: usize, trials: &[&TrialResult], strategies: &[Strategy]) -> S
             switches: mean_of(trials, |t| per_pair(t.strat[i].switches as f64, t)),
             connections: mean_of(trials, |t| per_pair(t.strat[i].connections as f64, t)),
         };
-        row.relay_ms.insert(st.name().to_owned(), sr.relay_ms);
-        row.strategies.insert(st.name().to_owned(), sr);
+        row.relay_ms.insert(st.name.clone(), sr.relay_ms);
+        row.strategies.insert(st.name.clone(), sr);
     }
     row
 }
@@ -318,11 +351,8 @@ fn run_trial(
             res.direct += direct;
             res.overlay += overlay_ms;
             res.hops += hops;
-            for (i, &strategy) in params.strategies.iter().enumerate() {
-                let cfg = Config {
-                    strategy,
-                    ..params.selector
-                };
+            for (i, variant) in params.strategies.iter().enumerate() {
+                let cfg = variant.config;
                 let out = relay_pair(cfg, (s, d), &world, &mut rng, (&mut buf_l, &mut buf_r));
                 let acc = &mut res.strat[i];
                 match out.relay {
@@ -418,14 +448,21 @@ where
                         Side::Remote => (d, &mut *remote),
                     };
                     for p in peers {
-                        if p == s32 || p == d32 || set.iter().any(|n| n.id == p) {
+                        // Sets stay sorted by id (the core then skips sorting).
+                        let Err(pos) = set.binary_search_by_key(&p, |n| n.id) else {
+                            continue;
+                        };
+                        if p == s32 || p == d32 {
                             continue;
                         }
-                        set.push(Neighbour {
-                            id: p,
-                            rtt: lat(who, p as usize).map(to_duration),
-                            connected_at: t,
-                        });
+                        set.insert(
+                            pos,
+                            Neighbour {
+                                id: p,
+                                rtt: lat(who, p as usize).map(to_duration),
+                                connected_at: t,
+                            },
+                        );
                         out.connections += 1;
                         connected = true;
                     }
