@@ -14,6 +14,12 @@ use super::{Config, Event, RxKey, SessionError, TxKey};
 /// space is nearly full or the entropy source is broken).
 const INDEX_DRAWS: usize = 64;
 
+/// Receive-only keys kept after switches. Two back-to-back switches (a
+/// handshake of each side completing within one round trip) must not evict a
+/// key the peer may still be sending on before its grace window ends; when a
+/// third switch comes the oldest goes.
+const MAX_PREVIOUS: usize = 2;
+
 /// What a peer operation produces; the manager adds the peer.
 #[derive(Debug)]
 pub(super) enum Out {
@@ -117,7 +123,8 @@ enum Handshake {
 pub(super) struct Peer {
     remote: Identity,
     current: Option<Keys>,
-    previous: Option<Previous>,
+    /// Oldest first, at most [`MAX_PREVIOUS`].
+    previous: Vec<Previous>,
     /// Responder: receive key installed, waiting for the Confirm.
     next: Option<Keys>,
     handshake: Option<Handshake>,
@@ -131,7 +138,7 @@ impl Peer {
         Self {
             remote,
             current: None,
-            previous: None,
+            previous: Vec::new(),
             next: None,
             handshake: None,
             attempt_started: Duration::ZERO,
@@ -148,7 +155,7 @@ impl Peer {
     pub fn indices(&self) -> Vec<u32> {
         let mut v = Vec::new();
         v.extend(self.current.as_ref().map(|k| k.local_index));
-        v.extend(self.previous.as_ref().map(|p| p.keys.local_index));
+        v.extend(self.previous.iter().map(|p| p.keys.local_index));
         v.extend(self.next.as_ref().map(|k| k.local_index));
         if let Some(Handshake::AwaitReply { init, .. }) = &self.handshake {
             v.push(init.initiator_index);
@@ -166,7 +173,7 @@ impl Peer {
         let mut rx = Vec::new();
         rx.extend(self.current.as_ref().map(Keys::rx_key));
         rx.extend(self.next.as_ref().map(Keys::rx_key));
-        rx.extend(self.previous.as_ref().map(|p| p.keys.rx_key()));
+        rx.extend(self.previous.iter().rev().map(|p| p.keys.rx_key()));
         (tx, rx)
     }
 
@@ -207,7 +214,9 @@ impl Peer {
         self.handshake = None;
         Self::drop_keys(ctx, self.current.take());
         Self::drop_keys(ctx, self.next.take());
-        Self::drop_keys(ctx, self.previous.take().map(|p| p.keys));
+        for p in std::mem::take(&mut self.previous) {
+            ctx.free(p.keys.local_index);
+        }
         self.sync(ctx);
     }
 
@@ -253,18 +262,11 @@ impl Peer {
         now: Duration,
         ctx: &mut Ctx<'_, E>,
     ) -> Result<(), SessionError> {
-        if self.current.is_some() || self.handshake.is_some() {
+        // With `next` the peer's handshake is under way (we answered its
+        // Init): its Confirm, retried by the peer, gives us a sending key.
+        // One handshake per pair at a time keeps both sides on one session.
+        if self.current.is_some() || self.handshake.is_some() || self.next.is_some() {
             return Ok(());
-        }
-        if let Some(next) = &self.next {
-            // The peer's handshake is under way (we answered its Init): its
-            // Confirm gives us a sending key. Initiate only if it stalls.
-            let until = next.created + 2 * ctx.cfg.rekey_timeout;
-            if now < until {
-                self.attempt_started = now;
-                self.handshake = Some(Handshake::Wait { until });
-                return Ok(());
-            }
         }
         self.initiate(now, ctx, true)
     }
@@ -339,8 +341,13 @@ impl Peer {
     /// previous (receive-only) one until `until`.
     fn switch<E: Entropy>(&mut self, ctx: &mut Ctx<'_, E>, new: Keys, until: Option<Duration>) {
         let had_tx = self.current.is_some();
-        Self::drop_keys(ctx, self.previous.take().map(|p| p.keys));
-        self.previous = self.current.take().map(|keys| Previous { keys, until });
+        if let Some(keys) = self.current.take() {
+            self.previous.push(Previous { keys, until });
+        }
+        while self.previous.len() > MAX_PREVIOUS {
+            let oldest = self.previous.remove(0);
+            ctx.free(oldest.keys.local_index);
+        }
         self.current = Some(new);
         self.sync(ctx);
         if !had_tx {
@@ -454,7 +461,7 @@ impl Peer {
     }
 
     fn release_previous(&mut self, now: Duration, grace: Duration) {
-        if let Some(p) = &mut self.previous {
+        for p in &mut self.previous {
             if p.until.is_none() {
                 p.until = Some(now + grace);
             }
@@ -508,19 +515,24 @@ impl Peer {
             Some(Handshake::AwaitAck { confirm, .. })
                 if confirm.initiator_index == rj.initiator_index =>
             {
-                // The responder lost the session (it restarted): the keys we
-                // switched to are useless; start over at once.
+                // The responder lost the session (it restarted). If we
+                // still send on it, those keys are useless: start over at
+                // once, unless the peer's own handshake is under way.
                 self.handshake = None;
+                self.release_previous(now, ctx.cfg.previous_grace);
                 if self
                     .current
                     .as_ref()
                     .is_some_and(|k| k.local_index == rj.initiator_index)
                 {
                     Self::drop_keys(ctx, self.current.take());
+                    self.sync(ctx);
+                    ctx.out.push(Out::Event(Event::Expired));
+                    if self.next.is_none() {
+                        return self.initiate(now, ctx, true);
+                    }
                 }
-                self.release_previous(now, ctx.cfg.previous_grace);
-                self.sync(ctx);
-                self.initiate(now, ctx, true)
+                Ok(())
             }
             _ => Err(SessionError::Stale),
         }
@@ -549,7 +561,8 @@ impl Peer {
 
     fn rekey_due(&self, cfg: &Config) -> Option<Duration> {
         let k = self.current.as_ref()?;
-        if !k.traffic || self.handshake.is_some() {
+        // Not while a handshake of either side is under way.
+        if !k.traffic || self.handshake.is_some() || self.next.is_some() {
             return None;
         }
         if k.sent >= cfg.rekey_after_messages {
@@ -589,7 +602,7 @@ impl Peer {
         if let Some(k) = &self.current {
             at(k.created + cfg.reject_after_time);
         }
-        if let Some(p) = &self.previous {
+        for p in &self.previous {
             let cap = p.keys.created + cfg.reject_after_time;
             at(p.until.map_or(cap, |u| u.min(cap)));
         }
@@ -622,17 +635,25 @@ impl Peer {
             Self::drop_keys(ctx, k);
             ctx.out.push(Out::Event(Event::Expired));
         }
-        if self.previous.as_ref().is_some_and(|p| {
-            now >= p.keys.created + cfg.reject_after_time || p.until.is_some_and(|u| now >= u)
-        }) {
-            Self::drop_keys(ctx, self.previous.take().map(|p| p.keys));
-        }
+        let indices = &mut *ctx.indices;
+        self.previous.retain(|p| {
+            let expired =
+                now >= p.keys.created + cfg.reject_after_time || p.until.is_some_and(|u| now >= u);
+            if expired {
+                indices.remove(&p.keys.local_index);
+            }
+            !expired
+        });
         if self
             .next
             .as_ref()
             .is_some_and(|k| now >= k.created + cfg.rekey_attempt_time + cfg.rekey_timeout)
         {
+            // The initiator gave up on its handshake.
             Self::drop_keys(ctx, self.next.take());
+            if self.current.is_none() {
+                ctx.out.push(Out::Event(Event::HandshakeFailed));
+            }
         }
         let result = self.handshake_timeout(now, ctx);
         self.sync(ctx);

@@ -3,4 +3,5 @@
 mod faults;
 mod handshake;
 mod harness;
+mod random;
 mod rekey;

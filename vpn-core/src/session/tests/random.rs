@@ -1,0 +1,93 @@
+//! Randomized runs: latencies, reordering between control and data, and
+//! lost control messages never lose a data packet.
+
+use proptest::prelude::*;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+
+use super::harness::*;
+use crate::session::{Config, Event};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn lossy_control_channel_never_loses_data(
+        l01 in 1u64..200,
+        l10 in 1u64..200,
+        data in 1u64..200,
+        drop_percent in 0u32..30,
+        seed in any::<u64>(),
+        both_start in any::<bool>(),
+    ) {
+        let mut w = World::new(2, &Config::default());
+        w.ctrl_latency.insert((0, 1), ms(l01));
+        w.ctrl_latency.insert((1, 0), ms(l10));
+        w.data = ms(data);
+        w.interval = ms(5);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        w.drop = Box::new(move |_, _, _, _| rng.random_range(0..100u32) < drop_percent);
+        w.traffic = if both_start { vec![(0, 1), (1, 0)] } else { vec![(0, 1)] };
+        w.run_until(secs(20));
+        w.traffic = vec![(0, 1), (1, 0)];
+        w.run_until(secs(400));
+        w.traffic.clear();
+        w.drop = Box::new(|_, _, _, _| false);
+        w.settle(secs(1));
+        prop_assert!(w.lost.is_empty(), "lost {:?}", w.lost.first());
+        prop_assert_eq!(w.sent, w.delivered);
+        w.assert_paired(0, 1);
+        w.assert_paired(1, 0);
+        // Rekeyed at least twice in 400 s, never expired.
+        prop_assert!(w.tx_keys[&(0, 1)].len() >= 3);
+        for n in 0..2 {
+            prop_assert_eq!(w.events(n, Event::Expired), 0);
+            prop_assert!(w.nodes[n].dp.rx.len() <= 3);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn restart_recovers_within_two_seconds(
+        l01 in 1u64..200,
+        l10 in 1u64..200,
+        data in 1u64..200,
+        drop_percent in 0u32..20,
+        seed in any::<u64>(),
+        victim in 0usize..2,
+        restart_ms in 1_000u64..300_000,
+        connection_loss in any::<bool>(),
+    ) {
+        let mut w = World::new(2, &Config::default());
+        w.ctrl_latency.insert((0, 1), ms(l01));
+        w.ctrl_latency.insert((1, 0), ms(l10));
+        w.data = ms(data);
+        w.interval = ms(5);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        w.drop = Box::new(move |_, _, _, _| rng.random_range(0..100u32) < drop_percent);
+        w.traffic = vec![(0, 1), (1, 0)];
+        w.run_until(ms(restart_ms));
+        prop_assert!(w.lost.is_empty(), "before restart: {:?}", w.lost.first());
+        w.drop = Box::new(|_, _, _, _| false);
+        w.restart(victim, seed ^ 0x5eed);
+        if connection_loss {
+            // The overlay tells the survivor that the connection dropped.
+            w.nodes[1 - victim].core.teardown(&victim);
+            w.drain(1 - victim);
+        }
+        let t = w.now;
+        w.run_until(t + secs(400));
+        w.traffic.clear();
+        w.settle(secs(1));
+        let late: Vec<_> = w.lost.iter().filter(|l| l.0 > t + secs(2)).collect();
+        prop_assert!(late.is_empty(), "after restart at {t:?}: {:?}", late.first());
+        w.assert_paired(0, 1);
+        w.assert_paired(1, 0);
+        for n in 0..2 {
+            prop_assert_eq!(w.events(n, Event::HandshakeFailed), 0);
+        }
+    }
+}
