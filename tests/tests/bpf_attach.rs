@@ -510,3 +510,101 @@ fn bpf_attach_ping_over_ipv6_underlay() {
         assert_eq!(sa[c] + sb[c], 0, "drops of {}", c.name());
     }
 }
+
+/// Child half of [`bpf_attach_kill9_detaches`]: loads and attaches in the
+/// namespace named by `GV_BPF_KILL9_NS`, says so, and waits to be killed.
+/// Ignored: only the parent runs it, by re-executing this test binary.
+#[test]
+#[ignore = "helper process of bpf_attach_kill9_detaches"]
+fn bpf_attach_kill9_child() {
+    let Ok(ns) = std::env::var("GV_BPF_KILL9_NS") else {
+        panic!("run only by bpf_attach_kill9_detaches");
+    };
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    // SAFETY: setns on a valid namespace fd, for this process's main thread.
+    assert_eq!(
+        unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
+        0
+    );
+    // (sysfs still shows the original namespace here: ask the kernel.)
+    let idx = |dev: &str| {
+        let name = std::ffi::CString::new(dev).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(i, 0, "no {dev}");
+        i
+    };
+    let params = KernelParams {
+        underlay_ifindex: idx("eth0"),
+        vpn_ifindex: idx("vpn0"),
+        vpn_peer_ifindex: idx("vpn0p"),
+        vpn_mac: [2, 0, 0, 0, 0, 1],
+        local_addr: "192.168.92.1".parse().unwrap(),
+        data_port: PORT,
+        mtu: MTU,
+    };
+    let _dp = KernelDataplane::load(&params).unwrap();
+    println!("GV-READY");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// A `kill -9` of the process that attached the programs leaves nothing
+/// attached: the TCX links die with its file descriptors.
+#[test]
+fn bpf_attach_kill9_detaches() {
+    if !require_root("bpf_attach_kill9_detaches") {
+        return;
+    }
+    use std::io::BufRead;
+    let ns = Netns::new("bpfk").unwrap();
+    ns.ip([
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ])
+    .unwrap();
+    ns.ip(["addr", "add", "192.168.92.1/24", "dev", "eth0"])
+        .unwrap();
+    ns.ip(["link", "set", "eth0", "up"]).unwrap();
+    ns.ip([
+        "link", "add", "vpn0", "type", "veth", "peer", "name", "vpn0p",
+    ])
+    .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "bpf_attach_kill9_child",
+            "--nocapture",
+        ])
+        .env("GV_BPF_KILL9_NS", ns.name())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = false;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 {
+        if line.contains("GV-READY") {
+            ready = true;
+            break;
+        }
+        line.clear();
+    }
+    let attached = attached_programs(&ns);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    assert!(ready, "the child did not attach");
+    assert_eq!(attached, ["vpn_decrypt", "vpn_encrypt"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !attached_programs(&ns).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        attached_programs(&ns).is_empty(),
+        "{:?}",
+        attached_programs(&ns)
+    );
+}
