@@ -521,11 +521,10 @@ fn bpf_attach_kill9_child() {
         panic!("run only by bpf_attach_kill9_detaches");
     };
     let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     // SAFETY: setns on a valid namespace fd, for this process's main thread.
-    assert_eq!(
-        unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) },
-        0
-    );
+    let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0);
     // (sysfs still shows the original namespace here: ask the kernel.)
     let idx = |dev: &str| {
         let name = std::ffi::CString::new(dev).unwrap();
