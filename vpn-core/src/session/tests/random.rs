@@ -8,8 +8,16 @@ use rand::{RngExt, SeedableRng};
 use super::harness::*;
 use crate::session::{Config, Event};
 
+/// 24 runs by default; `PROPTEST_CASES=N` digs deeper (e.g. in release).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn lossy_control_channel_never_loses_data(
@@ -48,7 +56,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn restart_recovers_within_two_seconds(

@@ -199,3 +199,33 @@ fn responder_rekeys_if_initiator_does_not() {
     assert_eq!(w.tx_keys[&(1, 0)].len(), 2);
     assert!(w.lost.is_empty());
 }
+
+#[test]
+fn four_nodes_all_to_all_rekey_independently() {
+    let mut w = World::new(4, &Config::default());
+    for a in 0..4 {
+        for b in 0..4 {
+            if a != b {
+                w.ctrl_latency
+                    .insert((a, b), ms(5 + 7 * (a as u64) + 3 * (b as u64)));
+                w.traffic.push((a, b));
+            }
+        }
+    }
+    w.interval = ms(20);
+    w.run_until(secs(300));
+    w.traffic.clear();
+    w.settle(secs(1));
+    assert!(w.lost.is_empty(), "{:?}", w.lost.first());
+    assert_eq!(w.sent, w.delivered);
+    for a in 0..4 {
+        // Three peers, one current receive key each, all indices distinct
+        // (the simulated data plane refuses duplicates).
+        assert_eq!(w.nodes[a].dp.rx.len(), 3);
+        assert_eq!(w.nodes[a].core.local_indices().count(), 3);
+        for b in (0..4).filter(|&b| b != a) {
+            w.assert_paired(a, b);
+            assert!(w.tx_keys[&(a, b)].len() >= 3, "{a}->{b} rekeyed twice");
+        }
+    }
+}
