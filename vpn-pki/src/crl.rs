@@ -240,6 +240,18 @@ impl Crl {
         self.number
     }
 
+    /// Whether this CRL should replace `other` (both already verified for
+    /// the same CA): only a higher CRL number does (without numbers, a later
+    /// thisUpdate). Keeping the highest number means an old CRL cannot be
+    /// replayed to "unrevoke" a member.
+    pub fn supersedes(&self, other: &Crl) -> bool {
+        match (self.number, other.number) {
+            (Some(a), Some(b)) => a > b,
+            (Some(_), None) => true,
+            (None, _) => self.this_update > other.this_update && other.number.is_none(),
+        }
+    }
+
     /// thisUpdate.
     pub fn this_update(&self) -> SystemTime {
         self.this_update

@@ -55,6 +55,13 @@ pub fn public_key_of(peer: &PeerId) -> Result<[u8; 32], PkiError> {
     Ok(ed.to_bytes())
 }
 
+/// Checks an Ed25519 signature by the node `peer` (for records signed by
+/// their owner, e.g. address claims): `false` for a bad signature or a PeerId
+/// that embeds no Ed25519 key.
+pub fn verify_peer_signature(peer: &PeerId, msg: &[u8], sig: &[u8]) -> bool {
+    public_key_of(peer).is_ok_and(|k| crate::x509::ed25519_verify(&k, msg, sig))
+}
+
 /// Parses a PeerId string.
 pub fn parse_peer_id(s: &str) -> Result<PeerId, PkiError> {
     s.trim()
@@ -205,6 +212,21 @@ mod tests {
         assert_eq!(peer_id_of(&id.public_key()).unwrap(), id.peer_id());
         assert_eq!(public_key_of(&id.peer_id()).unwrap(), id.public_key());
         assert_eq!(id.keypair().public().to_peer_id(), id.peer_id());
+        let sig = id.sign(b"claim 10.77.0.5");
+        assert!(verify_peer_signature(
+            &id.peer_id(),
+            b"claim 10.77.0.5",
+            &sig
+        ));
+        assert!(!verify_peer_signature(
+            &id.peer_id(),
+            b"claim 10.77.0.6",
+            &sig
+        ));
+        let other = NodeIdentity::generate().peer_id();
+        assert!(!verify_peer_signature(&other, b"claim 10.77.0.5", &sig));
+        // libp2p's own verification agrees.
+        assert!(id.keypair().public().verify(b"claim 10.77.0.5", &sig));
         // ring's v2 encoding of another key is accepted and checked.
         let rng = ring::rand::SystemRandom::new();
         let v2 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();

@@ -36,7 +36,7 @@ pub use files::{to_pem, write_atomic, PEM_CERT, PEM_CRL, PEM_CSR, PEM_KEY};
 pub use group::{
     fmt_ranges, validate_group_name, validate_node_name, AddressAssignment, IpRange, Role,
 };
-pub use identity::{parse_peer_id, peer_id_of, public_key_of, NodeIdentity};
+pub use identity::{parse_peer_id, peer_id_of, public_key_of, verify_peer_signature, NodeIdentity};
 pub use libp2p_identity::PeerId;
 pub use member::{CertProfile, MemberCert, MemberInfo};
 pub use time::{fmt_time, parse_duration};

@@ -230,6 +230,7 @@ fn crl_roundtrip_and_store_numbering() {
     assert_eq!(entries[0].reason, RevocationReason::KeyCompromise);
     assert_eq!(parsed.revoked_at(&serial), Some(t0() + DAY));
     assert_eq!(parsed.revoked_at(&"01".parse::<Serial>().unwrap()), None);
+    assert!(crl2.supersedes(&crl1) && !crl1.supersedes(&crl2) && !crl2.supersedes(&crl2));
 
     // Serials with the top bit set survive the DER sign byte.
     let high: Serial = "ff00".parse().unwrap();
