@@ -45,10 +45,22 @@
 //! stays installed: on the responder for [`Config::previous_grace`] after the
 //! switch; on the initiator until the Ack plus `previous_grace` (the
 //! responder may still be sending on the old key until it has the Confirm).
-//! Both are capped at the old key's `reject_after_time`. The daemon must
-//! apply actions in the order they come out (an `Install` before the `Send`
-//! that follows it) and must apply the actions a [`SessionManager::handle_request`]
-//! call queued before it transmits that call's response.
+//! Both are capped at the old key's `reject_after_time`. Up to two such
+//! receive-only keys are kept, so a peer holds at most four receive keys
+//! (current, pending, two previous). The daemon must apply actions in the
+//! order they come out (an `Install` before the `Send` that follows it) and
+//! must apply the actions a [`SessionManager::handle_request`] call queued
+//! before it transmits that call's response.
+//!
+//! **One handshake per pair at a time.** A side that answered the peer's
+//! Init and waits for its Confirm neither rekeys nor initiates
+//! ([`SessionManager::connect`] is then a no-op): the peer retries the
+//! Confirm, which gives this side its sending key. Without this rule two
+//! handshakes completing in opposite orders on the two sides leave each
+//! side sending on a different session, and one of them loses its receive
+//! key after the grace window (the randomized lossy-channel test found
+//! exactly that). A pending answered handshake that never gets its Confirm
+//! is dropped after `rekey_attempt_time + rekey_timeout`.
 //!
 //! **Receiver indices** are random `u32`s drawn through [`Entropy`], never 0,
 //! unique among all sessions of this node (a collision draws again). Each
@@ -82,7 +94,12 @@
 //! **Restarts.** A restarted node has no sessions; its next handshake (its
 //! own, or the peer's rekey, retried) replaces the peer's session with the
 //! same rules. A Confirm for a session the responder no longer holds gets
-//! *Reject(UnknownSession)* and the initiator starts over at once.
+//! *Reject(UnknownSession)*; if the initiator is sending on that session it
+//! drops the key ([`Event::Expired`]) and starts over at once. A survivor
+//! that only sends (and never hears from the restarted peer) would keep
+//! sending on a dead index until its next rekey; the daemon therefore calls
+//! [`SessionManager::teardown`] when the overlay connection to a peer
+//! closes, and the next packet starts a new handshake.
 //!
 //! **Removal.** [`SessionManager::teardown`] (connection lost) and
 //! [`SessionManager::remove`] (revoked or left the group) drop every key of
