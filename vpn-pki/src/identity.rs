@@ -148,8 +148,19 @@ impl NodeIdentity {
         Self::from_pkcs8_der(&der).map_err(|e| PkiError::corrupt(path, e.to_string()))
     }
 
-    /// Writes a new identity file with mode 0600 (never overwrites).
+    /// Writes a new identity file with mode 0600 (never overwrites),
+    /// creating missing parent directories with mode 0700.
     pub fn save_new(&self, path: &Path) -> Result<(), PkiError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                use std::os::unix::fs::DirBuilderExt as _;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| PkiError::io(parent, e))?;
+            }
+        }
         files::write_private_new(path, self.to_pkcs8_pem().as_bytes())
     }
 
@@ -240,8 +251,13 @@ mod tests {
     #[test]
     fn file_lifecycle() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("node.key");
+        let p = dir.path().join("state/groupvpn/node.key");
         let (id, created) = NodeIdentity::load_or_create(&p).unwrap();
+        let dmode = std::fs::metadata(p.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
         assert!(created);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
