@@ -16,6 +16,68 @@ fn cases() -> u32 {
         .unwrap_or(24)
 }
 
+/// Traffic over a control channel that drops `drop_percent` of messages;
+/// checks that no data packet is lost and the pair converged.
+fn lossy_run(
+    l01: u64,
+    l10: u64,
+    data: u64,
+    drop_percent: u32,
+    seed: u64,
+    both_start: bool,
+) -> Result<(), TestCaseError> {
+    let mut w = World::new(2, &Config::default());
+    w.ctrl_latency.insert((0, 1), ms(l01));
+    w.ctrl_latency.insert((1, 0), ms(l10));
+    w.data = ms(data);
+    w.interval = ms(5);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    w.drop = Box::new(move |_, _, _, _| rng.random_range(0..100u32) < drop_percent);
+    w.traffic = if both_start {
+        vec![(0, 1), (1, 0)]
+    } else {
+        vec![(0, 1)]
+    };
+    w.run_until(secs(20));
+    w.traffic = vec![(0, 1), (1, 0)];
+    w.run_until(secs(400));
+    w.traffic.clear();
+    w.drop = Box::new(|_, _, _, _| false);
+    w.settle(secs(1));
+    prop_assert!(w.lost.is_empty(), "lost {:?}", w.lost.first());
+    prop_assert_eq!(w.sent, w.delivered);
+    w.assert_paired(0, 1);
+    w.assert_paired(1, 0);
+    // Rekeyed at least twice in 400 s, never expired.
+    prop_assert!(w.tx_keys[&(0, 1)].len() >= 3);
+    for n in 0..2 {
+        prop_assert_eq!(w.events(n, Event::Expired), 0);
+        prop_assert!(w.nodes[n].dp.rx.len() <= 3);
+    }
+    Ok(())
+}
+
+/// Found by the property below: the responder of a pending handshake
+/// started a rekey of its own; both completed, in opposite orders.
+#[test]
+fn regression_responder_rekey_during_pending_handshake() {
+    lossy_run(1, 1, 5, 3, 2532339439164488440, true).unwrap();
+}
+
+/// Found by the property below: a side waiting for a Confirm initiated
+/// after a timeout; the two sides settled on different sessions.
+#[test]
+fn regression_initiation_after_waiting_for_confirm() {
+    lossy_run(1, 1, 1, 7, 12702279465513887738, true).unwrap();
+}
+
+/// Found by the property below with `connect` initiating at once while the
+/// peer's handshake waited for its (lost) Confirm: same divergence.
+#[test]
+fn regression_connect_while_waiting_for_confirm() {
+    lossy_run(1, 5, 1, 10, 1849494325582732647, true).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
@@ -28,30 +90,7 @@ proptest! {
         seed in any::<u64>(),
         both_start in any::<bool>(),
     ) {
-        let mut w = World::new(2, &Config::default());
-        w.ctrl_latency.insert((0, 1), ms(l01));
-        w.ctrl_latency.insert((1, 0), ms(l10));
-        w.data = ms(data);
-        w.interval = ms(5);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        w.drop = Box::new(move |_, _, _, _| rng.random_range(0..100u32) < drop_percent);
-        w.traffic = if both_start { vec![(0, 1), (1, 0)] } else { vec![(0, 1)] };
-        w.run_until(secs(20));
-        w.traffic = vec![(0, 1), (1, 0)];
-        w.run_until(secs(400));
-        w.traffic.clear();
-        w.drop = Box::new(|_, _, _, _| false);
-        w.settle(secs(1));
-        prop_assert!(w.lost.is_empty(), "lost {:?}", w.lost.first());
-        prop_assert_eq!(w.sent, w.delivered);
-        w.assert_paired(0, 1);
-        w.assert_paired(1, 0);
-        // Rekeyed at least twice in 400 s, never expired.
-        prop_assert!(w.tx_keys[&(0, 1)].len() >= 3);
-        for n in 0..2 {
-            prop_assert_eq!(w.events(n, Event::Expired), 0);
-            prop_assert!(w.nodes[n].dp.rx.len() <= 3);
-        }
+        lossy_run(l01, l10, data, drop_percent, seed, both_start)?;
     }
 }
 
