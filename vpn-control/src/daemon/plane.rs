@@ -124,13 +124,14 @@ async fn start_userspace<N: NetConfig>(
     routes: &[crate::dataplane::Prefix],
     desired: &DesiredState,
 ) -> Result<Plane, DaemonError> {
-    let fd = tun::open(&cfg.interface.name).map_err(|e| DaemonError::Io(e.to_string()))?;
+    let (fd, vnet) =
+        tun::open(&cfg.interface.name, true).map_err(|e| DaemonError::Io(e.to_string()))?;
     netdev::ensure(n, &spec(cfg, DeviceSpec::Tun, mtu, routes)).await?;
     let udp = bind_data_port(underlay.map(|u| u.local), cfg.interface.listen_port, false)?;
     let sock = udp
         .try_clone()
         .map_err(|e| DaemonError::Io(e.to_string()))?;
-    let mut dp = UserspaceDataplane::start(fd, sock).map_err(DaemonError::Dataplane)?;
+    let mut dp = UserspaceDataplane::start(fd, sock, vnet).map_err(DaemonError::Dataplane)?;
     dp.apply(desired).map_err(DaemonError::Dataplane)?;
     Ok(Plane {
         dataplane: Box::new(dp),

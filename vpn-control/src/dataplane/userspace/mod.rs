@@ -10,8 +10,10 @@
 //! change are carried over with their counters and replay windows.
 
 mod io;
+mod offload;
 mod packet;
 mod state;
+mod tx;
 mod worker;
 
 #[cfg(test)]
@@ -45,8 +47,10 @@ pub struct UserspaceDataplane {
 impl UserspaceDataplane {
     /// Starts the twin over a packet device (a TUN device opened with
     /// `IFF_NO_PI`; any fd with one packet per read/write works) and a UDP
-    /// socket bound to the data port.
-    pub fn start(tun: OwnedFd, udp: UdpSocket) -> Result<Self, DataplaneError> {
+    /// socket bound to the data port. `vnet`: the device was opened with
+    /// `IFF_VNET_HDR` (see `netdev::tun::open`), so reads may be TCP
+    /// super-packets to cut and writes carry a `virtio_net_hdr`.
+    pub fn start(tun: OwnedFd, udp: UdpSocket, vnet: bool) -> Result<Self, DataplaneError> {
         io::set_nonblocking(tun.as_raw_fd())?;
         udp.set_read_timeout(Some(Duration::from_millis(worker::POLL_MS as u64)))?;
         let shared = Arc::new(Shared {
@@ -63,9 +67,9 @@ impl UserspaceDataplane {
                 .name(format!("twin-{dir}"))
                 .spawn(move || {
                     if dir == "tx" {
-                        worker::tx_loop(&s, t.as_raw_fd(), u.as_raw_fd())
+                        tx::tx_loop(&s, t.as_raw_fd(), u.as_raw_fd(), vnet)
                     } else {
-                        worker::rx_loop(&s, t.as_raw_fd(), u.as_raw_fd())
+                        worker::rx_loop(&s, t.as_raw_fd(), u.as_raw_fd(), vnet)
                     }
                 })?;
             workers.push(h);

@@ -11,7 +11,8 @@ use vpn_common::replay::ReplayError;
 use vpn_common::stats::Counter;
 use vpn_common::wire::{HEADER_LEN, MAX_INNER_LEN, TAG_LEN};
 
-use super::io::{read_packet, wait_readable, write_packet, Batch};
+use super::io::{write_packet, Batch};
+use super::offload::VNET_HDR_LEN;
 use super::packet::{self, Malformed};
 use super::state::{Counters, Tables};
 
@@ -19,7 +20,7 @@ use super::state::{Counters, Tables};
 pub const BATCH: usize = 64;
 /// Buffer size per packet: header, the largest inner packet plus one byte
 /// (to detect oversize reads), tag.
-const SLOT: usize = HEADER_LEN + MAX_INNER_LEN + 1 + TAG_LEN;
+pub const SLOT: usize = HEADER_LEN + MAX_INNER_LEN + 1 + TAG_LEN;
 /// How often a blocked worker looks at the stop flag.
 pub const POLL_MS: i32 = 100;
 
@@ -37,85 +38,6 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-}
-
-/// TUN -> UDP. `tun` is non-blocking.
-pub fn tx_loop(shared: &Shared, tun: RawFd, udp: RawFd) {
-    let mut batch = Batch::new(BATCH, SLOT);
-    let mut msgs: Vec<(usize, usize, usize)> = Vec::with_capacity(BATCH);
-    let mut peer_of: Vec<u32> = vec![0; BATCH];
-    let c = &shared.counters;
-    while !shared.stop.load(Ordering::Relaxed) {
-        if !wait_readable(tun, POLL_MS) {
-            continue;
-        }
-        let tables = shared.snapshot();
-        msgs.clear();
-        let mut slot = 0;
-        while slot < BATCH {
-            let buf = batch.buf_mut(slot);
-            let n = match read_packet(tun, &mut buf[HEADER_LEN..HEADER_LEN + MAX_INNER_LEN + 1]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::warn!("reading the TUN device: {e}");
-                    break;
-                }
-            };
-            if n > MAX_INNER_LEN {
-                c.add(Counter::DropOversize, 1);
-                continue;
-            }
-            let Some(dst) = packet::inner_dst(&buf[HEADER_LEN..HEADER_LEN + n]) else {
-                continue;
-            };
-            // No peer owns the destination: not ours to send (not counted,
-            // like a packet without a route).
-            let Some(peer) = tables
-                .routes
-                .lookup(dst)
-                .and_then(|id| tables.peers.get(&id))
-            else {
-                continue;
-            };
-            let (Some(tx), Some(ep)) = (peer.tx.as_ref(), peer.endpoint) else {
-                c.add(Counter::NoSession, 1);
-                continue;
-            };
-            let Some(counter) = tx.reserve(1) else {
-                c.add(Counter::NoSession, 1);
-                continue;
-            };
-            let len = packet::seal(&tx.cipher, tx.remote_index, counter, buf, n);
-            batch.set_addr(slot, &ep);
-            batch.lens[slot] = n;
-            peer_of[slot] = peer.id;
-            msgs.push((slot, 0, len));
-            slot += 1;
-        }
-        if msgs.is_empty() {
-            continue;
-        }
-        let mut failed: Vec<usize> = Vec::new();
-        batch.send(udp, &msgs, |k, e| {
-            tracing::debug!("sending a data packet: {e}");
-            failed.push(k);
-        });
-        for (k, &(slot, _, _)) in msgs.iter().enumerate() {
-            if failed.contains(&k) {
-                c.add(Counter::TxError, 1);
-                continue;
-            }
-            let inner = batch.lens[slot] as u64;
-            c.add(Counter::TxPackets, 1);
-            c.add(Counter::TxBytes, inner);
-            if let Some(p) = tables.peers.get(&peer_of[slot]) {
-                p.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
-                p.stats.tx_bytes.fetch_add(inner, Ordering::Relaxed);
-            }
-        }
     }
 }
 
@@ -164,8 +86,10 @@ pub fn receive(tables: &Tables, buf: &mut [u8]) -> Verdict {
     }
 }
 
-/// UDP -> TUN. `udp` has a receive timeout of [`POLL_MS`].
-pub fn rx_loop(shared: &Shared, tun: RawFd, udp: RawFd) {
+/// UDP -> TUN. `udp` has a receive timeout of [`POLL_MS`]. With `vnet`,
+/// every write to the TUN device starts with an all-zero `virtio_net_hdr`
+/// (no offload: the packet is complete).
+pub fn rx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
     let mut batch = Batch::new(BATCH, SLOT);
     let c = &shared.counters;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -198,7 +122,16 @@ pub fn rx_loop(shared: &Shared, tun: RawFd, udp: RawFd) {
             }
             match receive(&tables, buf) {
                 Verdict::Deliver { peer, len } => {
-                    match write_packet(tun, &buf[HEADER_LEN..HEADER_LEN + len]) {
+                    // The header (already authenticated) makes room for the
+                    // virtio header in front of the plaintext.
+                    let from = if vnet {
+                        let at = HEADER_LEN - VNET_HDR_LEN;
+                        buf[at..HEADER_LEN].fill(0);
+                        at
+                    } else {
+                        HEADER_LEN
+                    };
+                    match write_packet(tun, &buf[from..HEADER_LEN + len]) {
                         Ok(_) => {
                             c.add(Counter::RxPackets, 1);
                             c.add(Counter::RxBytes, len as u64);
