@@ -483,3 +483,81 @@ fn register_font() -> anyhow::Result<()> {
     .clone()
     .map_err(anyhow::Error::msg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small matrix file through the whole front-end: the three files,
+    /// and the JSON keys other tools read.
+    #[test]
+    fn writes_json_md_png() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let n = 40;
+        let mut text = String::from("# ring-ish test matrix, seconds\n");
+        for i in 0..n {
+            let row: Vec<String> = (0..n)
+                .map(|j| {
+                    let d = (i as i64 - j as i64)
+                        .unsigned_abs()
+                        .min(n - (i as i64 - j as i64).unsigned_abs());
+                    format!(
+                        "{}",
+                        if i == j {
+                            0.0
+                        } else {
+                            0.005 * d as f64 + 0.001
+                        }
+                    )
+                })
+                .collect();
+            text.push_str(&row.join("\t"));
+            text.push('\n');
+        }
+        let matrix = dir.join("m.tsv");
+        std::fs::write(&matrix, text)?;
+        let mut params = RelaySimParams {
+            sizes: vec![30, 40],
+            trials: 2,
+            seed: 5,
+            threads: 2,
+            ..RelaySimParams::default()
+        };
+        // Small buckets, so that even 30 members are not fully connected.
+        params.overlay.k = 4;
+        let opts = LoadOptions {
+            unit: Unit::S,
+            ..LoadOptions::default()
+        };
+        let out = dir.join("out");
+        let result = run_relays(&matrix, opts, &params, &out, None);
+        let check = || -> anyhow::Result<()> {
+            result?;
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("relay-sim.json"))?)?;
+            assert_eq!(json["default_strategy"], "latency-stable");
+            let rows = json["rows"].as_array().context("rows")?;
+            assert_eq!(rows.len(), 2);
+            for (row, size) in rows.iter().zip([30, 40]) {
+                assert_eq!(row["size"], size);
+                assert_eq!(row["trials"], 2);
+                assert!(row["direct_ms"].as_f64().is_some_and(|v| v > 1.0));
+                assert!(row["overlay_ms"].as_f64().is_some());
+                for st in Strategy::ALL {
+                    assert!(row["relay_ms"][st.name()].as_f64().is_some(), "{st}");
+                    let share = row["found_without_creating_overlap"][st.name()].as_f64();
+                    assert!(share.is_some_and(|v| (0.0..=1.0).contains(&v)), "{st}");
+                }
+            }
+            let md = std::fs::read_to_string(out.join("relay-sim.md"))?;
+            assert!(md.contains("| 40 |") && md.contains("nproc"));
+            let png = std::fs::read(out.join("relay-sim.png"))?;
+            assert!(png.starts_with(b"\x89PNG"));
+            Ok(())
+        };
+        let verdict = check();
+        std::fs::remove_dir_all(&dir)?;
+        verdict
+    }
+}
