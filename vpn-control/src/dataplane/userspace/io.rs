@@ -102,6 +102,10 @@ impl Batch {
         self.lens.len()
     }
 
+    pub fn buf(&self, i: usize) -> &[u8] {
+        &self.data[i * self.slot..(i + 1) * self.slot]
+    }
+
     pub fn buf_mut(&mut self, i: usize) -> &mut [u8] {
         &mut self.data[i * self.slot..(i + 1) * self.slot]
     }

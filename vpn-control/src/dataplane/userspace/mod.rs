@@ -9,6 +9,7 @@
 //! swaps in a new immutable table snapshot; sessions whose key did not
 //! change are carried over with their counters and replay windows.
 
+mod coalesce;
 mod io;
 mod offload;
 mod packet;

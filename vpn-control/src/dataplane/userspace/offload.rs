@@ -41,7 +41,6 @@ impl VnetHdr {
         })
     }
 
-    #[cfg(test)]
     pub fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
         let mut b = [0u8; VNET_HDR_LEN];
         b[0] = self.flags;

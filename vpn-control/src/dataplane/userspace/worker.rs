@@ -11,6 +11,7 @@ use vpn_common::replay::ReplayError;
 use vpn_common::stats::Counter;
 use vpn_common::wire::{HEADER_LEN, MAX_INNER_LEN, TAG_LEN};
 
+use super::coalesce;
 use super::io::{write_packet, Batch};
 use super::offload::VNET_HDR_LEN;
 use super::packet::{self, Malformed};
@@ -87,10 +88,12 @@ pub fn receive(tables: &Tables, buf: &mut [u8]) -> Verdict {
 }
 
 /// UDP -> TUN. `udp` has a receive timeout of [`POLL_MS`]. With `vnet`,
-/// every write to the TUN device starts with an all-zero `virtio_net_hdr`
-/// (no offload: the packet is complete).
+/// every write to the TUN device starts with a `virtio_net_hdr`: all-zero
+/// for a single packet, or describing a coalesced TCP super-packet.
 pub fn rx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
     let mut batch = Batch::new(BATCH, SLOT);
+    let mut ready: Vec<(usize, usize, u32)> = Vec::with_capacity(BATCH);
+    let mut merged: Vec<u8> = Vec::with_capacity(VNET_HDR_LEN + 65_536);
     let c = &shared.counters;
     while !shared.stop.load(Ordering::Relaxed) {
         let n = match batch.recv(udp) {
@@ -113,6 +116,7 @@ pub fn rx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
             }
         };
         let tables = shared.snapshot();
+        ready.clear();
         for i in 0..n {
             let len = batch.lens[i];
             let buf = &mut batch.buf_mut(i)[..len];
@@ -122,32 +126,77 @@ pub fn rx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
             }
             match receive(&tables, buf) {
                 Verdict::Deliver { peer, len } => {
-                    // The header (already authenticated) makes room for the
-                    // virtio header in front of the plaintext.
-                    let from = if vnet {
-                        let at = HEADER_LEN - VNET_HDR_LEN;
-                        buf[at..HEADER_LEN].fill(0);
-                        at
-                    } else {
-                        HEADER_LEN
-                    };
-                    match write_packet(tun, &buf[from..HEADER_LEN + len]) {
-                        Ok(_) => {
-                            c.add(Counter::RxPackets, 1);
-                            c.add(Counter::RxBytes, len as u64);
-                            if let Some(p) = tables.peers.get(&peer) {
-                                p.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
-                                p.stats.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!("writing to the TUN device: {e}");
-                            c.add(Counter::DropBadInner, 1);
-                        }
+                    if vnet {
+                        // The header (already authenticated) makes room
+                        // for an all-zero virtio header in front.
+                        buf[HEADER_LEN - VNET_HDR_LEN..HEADER_LEN].fill(0);
                     }
+                    ready.push((i, len, peer));
                 }
                 Verdict::Drop(reason) => c.add(reason, 1),
             }
+        }
+        deliver(&batch, &ready, tun, vnet, &mut merged, &tables, c);
+    }
+}
+
+/// Writes the decrypted packets to the TUN device: with `vnet`, runs of
+/// segments of one TCP flow go as one super-packet.
+fn deliver(
+    batch: &Batch,
+    ready: &[(usize, usize, u32)],
+    tun: RawFd,
+    vnet: bool,
+    merged: &mut Vec<u8>,
+    tables: &Tables,
+    c: &Counters,
+) {
+    let from = if vnet {
+        HEADER_LEN - VNET_HDR_LEN
+    } else {
+        HEADER_LEN
+    };
+    let whole = |k: usize| {
+        let (i, len, _) = ready[k];
+        &batch.buf(i)[from..HEADER_LEN + len]
+    };
+    let runs: Vec<std::ops::Range<usize>> = if vnet && ready.len() > 1 {
+        let pkts: Vec<&[u8]> = ready
+            .iter()
+            .map(|&(i, len, _)| &batch.buf(i)[HEADER_LEN..HEADER_LEN + len])
+            .collect();
+        let runs = coalesce::plan(&pkts);
+        for run in &runs {
+            let res = if run.len() == 1 {
+                write_packet(tun, whole(run.start))
+            } else {
+                coalesce::merge(&pkts[run.clone()], merged);
+                write_packet(tun, merged)
+            };
+            account(&ready[run.clone()], res, tables, c);
+        }
+        return;
+    } else {
+        (0..ready.len()).map(|k| k..k + 1).collect()
+    };
+    for run in runs {
+        let res = write_packet(tun, whole(run.start));
+        account(&ready[run], res, tables, c);
+    }
+}
+
+fn account(pkts: &[(usize, usize, u32)], res: io::Result<usize>, tables: &Tables, c: &Counters) {
+    if let Err(e) = res {
+        tracing::debug!("writing to the TUN device: {e}");
+        c.add(Counter::DropBadInner, pkts.len() as u64);
+        return;
+    }
+    for &(_, len, peer) in pkts {
+        c.add(Counter::RxPackets, 1);
+        c.add(Counter::RxBytes, len as u64);
+        if let Some(p) = tables.peers.get(&peer) {
+            p.stats.rx_packets.fetch_add(1, Ordering::Relaxed);
+            p.stats.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
         }
     }
 }
