@@ -86,10 +86,14 @@
 //!
 //! **Simultaneous initiation.** When an Init arrives while our own Init to
 //! the same peer is unanswered, the side with the lexicographically lower
-//! PeerId bytes stays initiator: it answers *Reject(Collision)*; the other
-//! abandons its attempt and answers the winner's Init. A loser that is
-//! rejected without having seen the winner's Init waits `2 × rekey_timeout`
-//! for it, then initiates again, so no ordering deadlocks.
+//! PeerId bytes (the daemon passes `PeerId::to_bytes()`) stays initiator: it
+//! answers *Reject(Collision)* and sends its own Init once more at once (the
+//! peer is evidently reachable, and the first copy may have been lost); the
+//! other abandons its attempt and answers the winner's Init. A responder
+//! answers a repeated Init with the very same Reply (no second session), and
+//! an initiator ignores a repeated Reply. A loser that is rejected without
+//! having seen the winner's Init waits `2 × rekey_timeout` for it, then
+//! initiates again, so no ordering deadlocks.
 //!
 //! **Restarts.** A restarted node has no sessions; its next handshake (its
 //! own, or the peer's rekey, retried) replaces the peer's session with the

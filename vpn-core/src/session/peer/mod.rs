@@ -85,6 +85,9 @@ struct Keys {
     traffic: bool,
     /// Responder only: the tag the initiator's Confirm must carry.
     confirm_tag: [u8; TAG_LEN],
+    /// Responder only, while pending: the Init and our Reply, so that a
+    /// repeated Init gets the same Reply instead of a second session.
+    answer: Option<Box<(Init, Reply)>>,
 }
 
 impl Keys {
@@ -288,10 +291,20 @@ impl Peer {
         if init.binding != crypto::binding(&self.remote, ctx.local) {
             return reject(RejectReason::Binding);
         }
+        if let Some((i, r)) = self.next.as_ref().and_then(|k| k.answer.as_deref()) {
+            if *i == init {
+                return Ok(Message::Reply(r.clone()));
+            }
+        }
         match &self.handshake {
-            Some(Handshake::AwaitReply { .. }) => {
+            Some(Handshake::AwaitReply { init: ours, .. }) => {
                 if ctx.local.peer_id < self.remote.peer_id {
-                    // We stay initiator; the peer waits for our Init.
+                    // We stay initiator; the peer waits for our Init. Send
+                    // it again now: the peer is reachable, and if our Init
+                    // was lost it would otherwise wait for our retry timer
+                    // (a repeat is answered with the same Reply).
+                    ctx.out
+                        .push(Out::Send(Message::Init(ours.clone()).encode()));
                     return reject(RejectReason::Collision);
                 }
                 self.abandon_handshake(ctx);
@@ -317,6 +330,12 @@ impl Peer {
                 return Err(e);
             }
         };
+        let reply = Reply {
+            ephemeral,
+            responder_index: index,
+            initiator_index: init.initiator_index,
+            tag: derived.reply_tag(),
+        };
         Self::drop_keys(ctx, self.next.take());
         self.next = Some(Keys {
             local_index: index,
@@ -328,15 +347,11 @@ impl Peer {
             sent: 0,
             traffic: false,
             confirm_tag: derived.confirm_tag(),
+            answer: Some(Box::new((init, reply.clone()))),
         });
         // The receive key is installed before the Reply leaves.
         self.sync(ctx);
-        Ok(Message::Reply(Reply {
-            ephemeral,
-            responder_index: index,
-            initiator_index: init.initiator_index,
-            tag: derived.reply_tag(),
-        }))
+        Ok(Message::Reply(reply))
     }
 
     /// Replaces the current session by `new`; the old one becomes the
@@ -377,7 +392,8 @@ impl Peer {
             if diff != 0 {
                 return Err(SessionError::BadTag);
             }
-            let next = self.next.take().ok_or(SessionError::Stale)?;
+            let mut next = self.next.take().ok_or(SessionError::Stale)?;
+            next.answer = None;
             if let Some(Handshake::Wait { .. }) = self.handshake {
                 self.handshake = None;
             }
@@ -407,7 +423,16 @@ impl Peer {
         let matches = matches!(&self.handshake,
             Some(Handshake::AwaitReply { init, .. }) if init.initiator_index == r.initiator_index);
         if !matches {
-            return Err(SessionError::Stale);
+            let repeat = matches!(&self.handshake,
+                Some(Handshake::AwaitAck { confirm, .. })
+                    if confirm.initiator_index == r.initiator_index
+                        && confirm.responder_index == r.responder_index);
+            // A repeated Init got the same Reply twice: nothing to do.
+            return if repeat {
+                Ok(())
+            } else {
+                Err(SessionError::Stale)
+            };
         }
         let Some(Handshake::AwaitReply {
             private,
@@ -447,6 +472,7 @@ impl Peer {
             sent: 0,
             traffic: false,
             confirm_tag: [0; TAG_LEN],
+            answer: None,
         };
         // Install first, then confirm: the responder switches on the Confirm.
         self.switch(ctx, keys, None);

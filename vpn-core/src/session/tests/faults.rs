@@ -316,3 +316,26 @@ proptest! {
         w.nodes[1].core.check_invariants();
     }
 }
+
+#[test]
+fn repeated_init_gets_the_same_reply() {
+    let mut w = World::new(2, &Config::default());
+    w.nodes[0].core.connect(ms(0), &1).unwrap();
+    let Some(Action::Send { request, .. }) = w.nodes[0].core.poll_action() else {
+        panic!("an Init");
+    };
+    let c1 = &mut w.nodes[1].core;
+    let r1 = c1.handle_request(ms(1), &0, &request).unwrap();
+    let keys = c1.keys(&0);
+    let r2 = c1.handle_request(ms(2), &0, &request).unwrap();
+    assert_eq!(r1, r2);
+    assert_eq!(c1.keys(&0), keys, "no second pending session");
+    assert_eq!(keys.unwrap().1.len(), 1);
+    c1.check_invariants();
+    // The initiator takes the first copy and ignores the second.
+    let c0 = &mut w.nodes[0].core;
+    c0.handle_response(ms(3), &1, &r1).unwrap();
+    let keys = c0.keys(&1);
+    assert_eq!(c0.handle_response(ms(4), &1, &r2), Ok(()));
+    assert_eq!(c0.keys(&1), keys);
+}
