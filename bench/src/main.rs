@@ -35,8 +35,7 @@ fn main() -> Result<()> {
             if !vpn_tests::is_root() {
                 bail!("the dataplane suite builds network namespaces and loads eBPF programs: run it as root");
             }
-            // Before any thread or child exists, so every thread inherits
-            // the blocked signal mask and only the watcher sees the signals.
+            // Before any namespace exists: an interrupt cleans them up.
             signals::install()?;
             dataplane::run(&args)
         }

@@ -1,14 +1,21 @@
 //! Cleanup when the bench is interrupted (SIGINT, SIGTERM, SIGHUP).
 //!
 //! Normal exits and errors clean up through destructors (namespaces,
-//! daemons, the BPF statistics switch). A signal would skip those, so the
-//! signals are blocked in every thread and one watcher thread waits for
-//! them: it stops what runs in this process's namespaces (SIGTERM first, so
-//! `vpn-control` detaches its programs and boringtun removes its socket),
-//! deletes the namespaces and scratch folders, restores the BPF statistics
-//! sysctl if this process changed it, and exits.
+//! daemons, the BPF statistics switch). A signal would skip those, so a
+//! handler writes the signal's number into a pipe and a watcher thread
+//! reading it stops what runs in this process's namespaces (SIGTERM first,
+//! so `vpn-control` detaches its programs and boringtun removes its
+//! socket), deletes the namespaces and scratch folders, restores the BPF
+//! statistics sysctl if this process changed it, and exits.
+//!
+//! A handler rather than a blocked mask with `sigwait`: children inherit
+//! the signal mask through `exec` (std's `Command` does not reset it), and
+//! daemons started with SIGTERM blocked would never see their stop signal;
+//! handlers, by contrast, fall back to the default in the child.
 
+use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,6 +23,9 @@ use anyhow::{bail, Result};
 
 /// `(path, old value)` of a sysctl to restore if interrupted.
 static RESTORE: Mutex<Option<(String, String)>> = Mutex::new(None);
+
+/// Write end of the self-pipe (-1 until installed).
+static PIPE_WR: AtomicI32 = AtomicI32::new(-1);
 
 /// Remembers a sysctl value to write back if the process is interrupted
 /// (`None` clears it once the owner restored it itself).
@@ -25,44 +35,53 @@ pub fn restore_on_signal(entry: Option<(String, String)>) {
     }
 }
 
-fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set; sigaddset only writes into it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        set
-    }
+extern "C" fn on_signal(sig: libc::c_int) {
+    let byte = u8::try_from(sig).unwrap_or(0);
+    let fd = PIPE_WR.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; one byte from a live local.
+    unsafe { libc::write(fd, std::ptr::from_ref(&byte).cast(), 1) };
 }
 
-/// Blocks the signals in the calling thread (call it first, so every later
-/// thread inherits the mask; `std::process::Command` resets the mask in
-/// children) and starts the watcher thread.
+/// Installs the handlers and starts the watcher thread.
 pub fn install() -> Result<()> {
-    // A shell starts background jobs with SIGINT ignored, and an ignored
-    // signal is discarded instead of queued for sigwait: take SIGINT and
-    // SIGTERM back (SIGHUP stays ignored under nohup, as asked).
-    for s in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installing the default disposition has no preconditions.
-        unsafe { libc::signal(s, libc::SIG_DFL) };
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe2: {}", std::io::Error::last_os_error());
     }
-    let set = signal_set();
-    // SAFETY: valid set pointer; the old mask is not needed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        bail!("pthread_sigmask: {}", std::io::Error::from_raw_os_error(rc));
+    // SAFETY: the read end was just created and is owned here. The write
+    // end stays open for the life of the process (the handler uses it).
+    let rd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    PIPE_WR.store(fds[1], Ordering::Relaxed);
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: querying the current disposition into a zeroed struct.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers; a null new action only reads the old one.
+        unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+        // Under nohup SIGHUP stays ignored, as asked. (A shell's background
+        // job has SIGINT ignored too, but an interrupt is still wanted.)
+        if sig == libc::SIGHUP && old.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction with our handler and an empty mask.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        act.sa_flags = libc::SA_RESTART;
+        // SAFETY: installing a handler that only calls write(2).
+        if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
+            bail!("sigaction({sig}): {}", std::io::Error::last_os_error());
+        }
     }
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            let mut sig = 0;
-            // SAFETY: the set is initialised and blocked in this thread.
-            let rc = unsafe { libc::sigwait(&set, &mut sig) };
-            if rc != 0 {
+            use std::io::Read as _;
+            let mut file = std::fs::File::from(rd);
+            let mut b = [0u8; 1];
+            if file.read_exact(&mut b).is_err() {
                 return;
             }
+            let sig = i32::from(b[0]);
             eprintln!("vpn-bench: signal {sig}: cleaning up");
             cleanup();
             std::process::exit(128 + sig);

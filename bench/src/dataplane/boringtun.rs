@@ -150,6 +150,23 @@ impl BoringtunPair {
     }
 }
 
+impl Drop for BoringtunPair {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            if d.is_running() {
+                if let Err(e) = d.stop() {
+                    eprintln!("warning: stopping boringtun: {e}");
+                }
+            }
+        }
+        // boringtun removes its socket when it exits on a signal; not when
+        // it had to be killed.
+        for name in &self.ifnames {
+            let _ = std::fs::remove_file(format!("/var/run/wireguard/{name}.sock"));
+        }
+    }
+}
+
 /// A private key file (mode 0600) and the matching public key.
 fn keypair(dir: &Path, i: usize) -> Result<(PathBuf, String)> {
     let private = run_stdout("wg", &["genkey"], None)?;

@@ -61,9 +61,18 @@ fn num(v: &serde_json::Value, path: &[&str]) -> Result<f64> {
         .with_context(|| format!("iperf3 JSON {} is not a number", path.join(".")))
 }
 
-/// TCP goodput in Gb/s with `streams` parallel streams for `secs` seconds
-/// (after one omitted second of slow start), as the receiver counted it.
-pub fn tcp_gbps(p: &TrafficPath, secs: u32, streams: u32, logs: &Path) -> Result<f64> {
+/// A TCP run's outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpOutcome {
+    /// Goodput the receiver counted, Gb/s.
+    pub gbps: f64,
+    /// Segments the sender retransmitted.
+    pub retransmits: u64,
+}
+
+/// TCP with `streams` parallel streams for `secs` seconds (after one
+/// omitted second of slow start).
+pub fn tcp(p: &TrafficPath, secs: u32, streams: u32, logs: &Path) -> Result<TcpOutcome> {
     let _server = IperfServer::start(&p.server, IPERF_PORT, &logs.join("iperf3-server.log"))?;
     let args: Vec<String> = [
         "-c",
@@ -84,7 +93,13 @@ pub fn tcp_gbps(p: &TrafficPath, secs: u32, streams: u32, logs: &Path) -> Result
     .map(ToString::to_string)
     .collect();
     let v = iperf_json(&run_bounded(&p.client, secs + 1, "iperf3", &args)?)?;
-    Ok(num(&v, &["end", "sum_received", "bits_per_second"])? / 1e9)
+    Ok(TcpOutcome {
+        gbps: num(&v, &["end", "sum_received", "bits_per_second"])? / 1e9,
+        retransmits: v
+            .pointer("/end/sum_sent/retransmits")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+    })
 }
 
 /// A UDP flood's outcome.
@@ -145,6 +160,11 @@ pub fn udp(
     })
 }
 
+/// The ping-pong's duration for a requested `secs`.
+pub fn rtt_secs(secs: u32) -> u32 {
+    secs.max(3)
+}
+
 /// Round-trip times of a sockperf ping-pong (`RTT_MSG_BYTES` payload).
 #[derive(Clone, Copy, Debug)]
 pub struct RttOutcome {
@@ -157,7 +177,7 @@ pub struct RttOutcome {
 /// discards a warm-up and prints no percentiles for very short runs),
 /// round-trip percentiles.
 pub fn rtt(p: &TrafficPath, secs: u32, logs: &Path) -> Result<RttOutcome> {
-    let secs = secs.max(3);
+    let secs = rtt_secs(secs);
     let dst = p.dst.to_string();
     let port = SOCKPERF_PORT.to_string();
     let mut cmd = p.server.cmd("sockperf");

@@ -216,16 +216,16 @@ fn measure_one(
         }
     };
     let p = &l.path;
-    record(
-        "tcp1",
-        measure::tcp_gbps(p, args.secs, 1, logs).map(|v| vec![(Figure::Tcp1, v)]),
-        r,
-    );
-    record(
-        "tcp2",
-        measure::tcp_gbps(p, args.secs, 2, logs).map(|v| vec![(Figure::Tcp2, v)]),
-        r,
-    );
+    for (what, streams, fig) in [("tcp1", 1, Figure::Tcp1), ("tcp2", 2, Figure::Tcp2)] {
+        let t = measure::tcp(p, args.secs, streams, logs);
+        if let Ok(t) = &t {
+            r.tcp_retransmits
+                .entry(fig.key())
+                .or_default()
+                .push(t.retransmits);
+        }
+        record(what, t.map(|t| vec![(fig, t.gbps)]), r);
+    }
     let udp = measure::udp(p, args.secs, l.udp_payload, "0", logs);
     if let Ok(u) = &udp {
         r.udp_sent_pps.push(u.sent_pps);

@@ -47,6 +47,7 @@ impl Report {
         m.insert("samples".into(), json!(r.samples));
         m.insert("udp_sent_pps".into(), json!(r.udp_sent_pps));
         m.insert("rtt_round_trips".into(), json!(r.rtt_samples));
+        m.insert("tcp_retransmits".into(), json!(r.tcp_retransmits));
         m.insert("mtu".into(), json!(r.mtu));
         m.insert("udp_payload_bytes".into(), json!(r.udp_payload_bytes));
         m.insert("errors".into(), json!(r.errors));
@@ -144,7 +145,7 @@ impl Report {
             s,
             "Each configuration is two network namespaces on a bridge with veth links \
              (the `vpn_tests` harness's LAN, 1,500-byte underlay MTU), all built once and \
-             kept up for the whole run. The configurations are measured in {} rounds; \
+             kept up for the whole run. The configurations are measured in {} round(s); \
              each round measures every configuration once, in an order rotated by one \
              each round, so drift and background load hit all of them alike. Every \
              figure is the median of the rounds (min–max in the second table).\n",
@@ -165,7 +166,7 @@ impl Report {
              - UDP: {iperf} `-u -b 0` for {secs} s with datagrams that just fit the path \
              (payload = tunnel MTU − 28; veth uses the tunnel's payload so packets are \
              comparable); packets per second the receiver got.\n\
-             - RTT: {sockperf} UDP ping-pong, {msg}-byte messages, {secs} s, full \
+             - RTT: {sockperf} UDP ping-pong, {msg}-byte messages, {rsecs} s, full \
              round trip, monotonic clock; p50 and p99 of all round trips of the run.\n\
              - BPF cost: kernel run-time statistics switched on (`BPF_ENABLE_STATS`) \
              only while a {bsecs} s UDP stream of {pkt}-byte inner packets (IPv4, \
@@ -177,9 +178,10 @@ impl Report {
             sockperf = m.sockperf,
             secs = m.secs,
             msg = m.rtt_msg_bytes,
+            rsecs = super::measure::rtt_secs(m.secs),
             bsecs = m.bpf_secs,
-            pkt = m.bpf_packet_bytes,
-            pl = m.bpf_packet_bytes - 28,
+            pkt = thousands(u64::from(m.bpf_packet_bytes)),
+            pl = thousands(u64::from(m.bpf_packet_bytes - 28)),
         );
         self.results_tables(&mut s);
         self.bpf_table(&mut s);
@@ -251,7 +253,7 @@ impl Report {
         let _ = writeln!(
             s,
             "## BPF programs, per {}-byte packet\n",
-            self.method.bpf_packet_bytes
+            thousands(u64::from(self.method.bpf_packet_bytes))
         );
         let _ = writeln!(
             s,

@@ -58,6 +58,8 @@ pub struct ConfigResult {
     /// Datagrams per second the UDP sender pushed (to tell a receiver limit
     /// from a sender limit).
     pub udp_sent_pps: Vec<f64>,
+    /// TCP segments retransmitted per run, by figure key.
+    pub tcp_retransmits: BTreeMap<&'static str, Vec<u64>>,
     /// Round trips behind each run's RTT percentiles.
     pub rtt_samples: Vec<u64>,
     /// MTU of the interface traffic leaves through.
