@@ -7,8 +7,8 @@
 //! (`recvmmsg`/`sendmmsg`, TUN reads until the queue is empty), do the
 //! crypto outside any lock and count with atomics. With TUN offloads
 //! (`IFF_VNET_HDR`), the sender cuts the kernel's TCP super-packets into
-//! MTU-sized packets itself ([`offload`]) and the receiver merges runs of
-//! segments of one TCP flow back into super-packets ([`coalesce`]); the
+//! MTU-sized packets itself (`offload.rs`) and the receiver merges runs of
+//! segments of one TCP flow back into super-packets (`coalesce.rs`); the
 //! wire carries ordinary one-packet datagrams either way.
 //! [`Dataplane::apply`] swaps in a new immutable table snapshot; sessions
 //! whose key did not change are carried over with their counters and
