@@ -79,7 +79,8 @@ pub struct BpfProg {
     pub id: u32,
     pub name: String,
     pub prog_type: String,
-    /// Processes holding a file descriptor to it (bpftool `pids`).
+    /// Processes holding a file descriptor to it (bpftool `pids`; empty
+    /// with bpftool builds that lack it, such as Debian's 7.1).
     pub pids: Vec<i32>,
 }
 
@@ -136,12 +137,82 @@ pub fn attached_program_ids(ns: &NsRef) -> Result<BTreeSet<u32>> {
     Ok(ids)
 }
 
-/// Programs a process holds (by pid) plus those attached in its namespace.
+/// A BPF link (attachment) a process holds, from `/proc/<pid>/fdinfo`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BpfLink {
+    pub link_id: u32,
+    /// `tcx`, `xdp`, `netkit`, ...
+    pub link_type: String,
+    pub prog_id: u32,
+    /// Device the link attaches to (inside the process's namespace).
+    pub ifindex: Option<u32>,
+    pub attach_type: String,
+}
+
+/// The BPF programs (ids) and links a process holds file descriptors to.
+/// Read from `/proc/<pid>/fdinfo`, which works with any bpftool version
+/// (Debian's bpftool 7.1 neither reports owning pids nor decodes TCX links).
+pub fn process_bpf(pid: i32) -> Result<(BTreeSet<u32>, Vec<BpfLink>)> {
+    let mut progs = BTreeSet::new();
+    let mut links = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let e = e?;
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        let is_prog = target == "anon_inode:bpf-prog";
+        let is_link = target == "anon_inode:bpf_link" || target == "anon_inode:bpf-link";
+        if !is_prog && !is_link {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        };
+        let num = |k: &str| field(k).and_then(|v| v.parse::<u32>().ok());
+        if is_prog {
+            progs.extend(num("prog_id"));
+        } else if let (Some(link_id), Some(prog_id)) = (num("link_id"), num("prog_id")) {
+            progs.insert(prog_id);
+            links.push(BpfLink {
+                link_id,
+                link_type: field("link_type").unwrap_or_default(),
+                prog_id,
+                ifindex: num("ifindex"),
+                attach_type: field("attach_type").unwrap_or_default(),
+            });
+        }
+    }
+    Ok((progs, links))
+}
+
+/// Interface index of `ifname` inside `ns`.
+pub fn ifindex(ns: &NsRef, ifname: &str) -> Result<u32> {
+    let out = ns.ip(["-o", "link", "show", "dev", ifname])?;
+    out.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| crate::Error::Parse {
+            what: format!("ip link show dev {ifname}"),
+            detail: out.clone(),
+        })
+}
+
+/// Programs a process holds (by fd, directly or through a link) plus those
+/// bpftool shows attached in its namespace.
 pub fn daemon_programs(ns: &NsRef, pid: i32) -> Result<Vec<BpfProg>> {
-    let attached = attached_program_ids(ns)?;
+    let (mut ids, _) = process_bpf(pid)?;
+    ids.extend(attached_program_ids(ns)?);
     Ok(loaded_programs()?
         .into_iter()
-        .filter(|p| p.pids.contains(&pid) || attached.contains(&p.id))
+        .filter(|p| ids.contains(&p.id))
         .collect())
 }
 
@@ -150,5 +221,17 @@ pub fn still_loaded(ids: &BTreeSet<u32>) -> Result<Vec<BpfProg>> {
     Ok(loaded_programs()?
         .into_iter()
         .filter(|p| ids.contains(&p.id))
+        .collect())
+}
+
+/// Which of the link ids still exist (`bpftool link show`).
+pub fn still_linked(ids: &BTreeSet<u32>) -> Result<Vec<u32>> {
+    let v = bpftool_json(None, &["link", "show"])?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.get("id").and_then(serde_json::Value::as_u64))
+        .filter_map(|id| u32::try_from(id).ok())
+        .filter(|id| ids.contains(id))
         .collect())
 }

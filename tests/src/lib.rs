@@ -33,7 +33,8 @@ pub use config::{generate_lab_configs, lab_index, Dataplane, NodeSpec, LAB_PORT}
 pub use env::{is_root, require_root, vpn_control_bin, TempDir};
 pub use error::{Error, Result};
 pub use inspect::{
-    attached_program_ids, daemon_programs, loaded_programs, still_loaded, BpfProg, NetState,
+    attached_program_ids, daemon_programs, ifindex, loaded_programs, process_bpf, still_linked,
+    still_loaded, BpfLink, BpfProg, NetState,
 };
 pub use lab::UP_TIMEOUT;
 pub use lab::{Lab, VpnNode};

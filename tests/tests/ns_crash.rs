@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use vpn_tests::{
-    daemon_programs, ping_both_ways, require_root, still_loaded, wait_ping, wait_until_ok,
-    Dataplane, Lab, NetState,
+    daemon_programs, ping_both_ways, process_bpf, require_root, still_linked, still_loaded,
+    wait_ping, wait_until_ok, Dataplane, Lab, NetState,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -17,14 +17,17 @@ enum Recovery {
     Up,
 }
 
-fn program_ids(lab: &Lab, i: usize) -> BTreeSet<u32> {
+/// Ids of the BPF programs and links the daemon of node `i` holds.
+fn bpf_ids(lab: &Lab, i: usize) -> (BTreeSet<u32>, BTreeSet<u32>) {
     let node = lab.node(i);
     let pid = node.daemon_pid().expect("daemon running");
-    daemon_programs(node.ns(), pid)
+    let progs = daemon_programs(node.ns(), pid)
         .expect("bpftool")
         .into_iter()
         .map(|p| p.id)
-        .collect()
+        .collect();
+    let (_, links) = process_bpf(pid).expect("fdinfo");
+    (progs, links.into_iter().map(|l| l.link_id).collect())
 }
 
 fn crash(tag: &str, dp: Dataplane, recovery: Recovery) {
@@ -38,9 +41,16 @@ fn crash(tag: &str, dp: Dataplane, recovery: Recovery) {
         Duration::from_secs(20),
     )
     .unwrap();
-    let mut ids = program_ids(&lab, 0);
+    let (mut ids, mut links) = bpf_ids(&lab, 0);
     if dp == Dataplane::Kernel {
-        assert!(!ids.is_empty(), "the kernel path shows no BPF programs");
+        assert!(
+            ids.len() >= 2,
+            "the kernel path shows no BPF programs: {ids:?}"
+        );
+        assert!(
+            links.len() >= 2,
+            "the kernel path holds no BPF links: {links:?}"
+        );
     }
     let during = NetState::capture(&ns0).unwrap();
     assert_ne!(before, during, "up changed nothing in the namespace?");
@@ -55,7 +65,9 @@ fn crash(tag: &str, dp: Dataplane, recovery: Recovery) {
         Recovery::Up => {
             lab.node_mut(0).up().expect("up after kill -9");
             ping_both_ways(&lab, 0, 1, 5).expect("traffic after the restart");
-            ids.extend(program_ids(&lab, 0));
+            let (p, l) = bpf_ids(&lab, 0);
+            ids.extend(p);
+            links.extend(l);
             let st = lab.node_mut(0).stop().unwrap();
             assert!(st.success(), "restarted daemon exited with {st}");
         }
@@ -66,16 +78,17 @@ fn crash(tag: &str, dp: Dataplane, recovery: Recovery) {
         "state left behind after kill -9 and {recovery:?}:\n{}",
         before.diff(&after)
     );
-    // Programs are freed asynchronously once the last reference goes.
+    // Programs and links are freed asynchronously once the last reference goes.
     wait_until_ok(
-        "the daemon's BPF programs to unload",
+        "the daemon's BPF programs and links to go",
         Duration::from_secs(10),
         || {
             let left = still_loaded(&ids).map_err(|e| e.to_string())?;
-            if left.is_empty() {
+            let linked = still_linked(&links).map_err(|e| e.to_string())?;
+            if left.is_empty() && linked.is_empty() {
                 Ok(())
             } else {
-                Err(format!("still loaded: {left:?}"))
+                Err(format!("still loaded: {left:?}; links: {linked:?}"))
             }
         },
     )

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use vpn_tests::{
-    daemon_programs, require_root, wait_ping, wait_until, Background, Dataplane, IperfServer, Lab,
+    daemon_programs, ifindex, process_bpf, require_root, wait_ping, wait_until, Background,
+    Dataplane, IperfServer, Lab,
 };
 
 #[test]
@@ -53,7 +54,26 @@ fn ns_kernel_status_and_programs_while_traffic_flows() {
             "{}: expected the encrypt and decrypt programs, bpftool shows {progs:?}",
             node.spec.name
         );
-        eprintln!("{}: {:?}", node.spec.name, progs);
+        // Attached inside this namespace: one on the underlay (decrypt),
+        // one on the veth wire end (encrypt).
+        let (_, links) = process_bpf(pid).unwrap();
+        let wire_end = format!("{}p", node.spec.ifname);
+        for dev in [node.spec.underlay_if.as_str(), wire_end.as_str()] {
+            let idx = ifindex(node.ns(), dev).unwrap();
+            let link = links
+                .iter()
+                .find(|l| l.ifindex == Some(idx))
+                .unwrap_or_else(|| {
+                    panic!("{}: nothing attached to {dev}: {links:?}", node.spec.name)
+                });
+            assert!(
+                progs.iter().any(|p| p.id == link.prog_id),
+                "{}: program {} on {dev} not shown by bpftool: {progs:?}",
+                node.spec.name,
+                link.prog_id
+            );
+        }
+        eprintln!("{}: {progs:?} {links:?}", node.spec.name);
     }
 
     let st = client.wait(Duration::from_secs(15)).unwrap();
