@@ -156,7 +156,7 @@ impl Report {
             "- `veth`: the underlay itself, no VPN (the ceiling).\n\
              - `kernel`: `vpn-control` with `dataplane = \"kernel\"` (eBPF encrypt on `vpn0p`, decrypt on the underlay).\n\
              - `userspace`: `vpn-control` with `dataplane = \"userspace\"` (TUN + UDP twin).\n\
-             - `boringtun`: {} (crates.io), configured with Debian's `wg` (wireguard-tools); default threads; tunnel MTU = underlay − 60, the same overhead as GroupVPN's.\n",
+             - `boringtun`: {} (crates.io), configured with Debian's `wg` (wireguard-tools); its default 4 threads and multi-queue TUN; tunnel MTU = underlay − 60, the same overhead as GroupVPN's.\n",
             m.boringtun
         );
         let _ = writeln!(
@@ -244,6 +244,29 @@ impl Report {
                 let _ = write!(s, " {cell} |");
             }
             let _ = writeln!(s);
+        }
+        let _ = writeln!(
+            s,
+            "\nTCP segments the sender retransmitted, per run (1 stream / 2 streams):\n"
+        );
+        let _ = writeln!(s, "| config | 1 stream | 2 streams |\n| --- | --- | --- |");
+        for c in Config::ALL {
+            let cell = |f: Figure| {
+                self.configs
+                    .get(&c)
+                    .and_then(|r| r.tcp_retransmits.get(f.key()))
+                    .filter(|v| !v.is_empty())
+                    .map_or("–".to_owned(), |v| {
+                        v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                    })
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                c.name(),
+                cell(Figure::Tcp1),
+                cell(Figure::Tcp2)
+            );
         }
         let _ = writeln!(s);
     }
