@@ -152,3 +152,37 @@ fn random_key_falls_in_its_bucket() {
     }
     assert_eq!(own.bucket(&own), None);
 }
+
+/// Unknown pairs kept (`skip-pair`): unknown neighbour RTTs are unmeasured
+/// neighbours (never relays), unknown direct pairs are left out, paths over
+/// an unknown hop are counted as unroutable.
+#[test]
+fn unknown_pairs_are_never_relay_hops() {
+    let n = 60;
+    let rows: Vec<Vec<Option<f64>>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| ((i * 7 + j * 7) % 11 == 3).then_some(0.0).or(Some(10.0)))
+                .collect()
+        })
+        .collect();
+    let m = LatencyMatrix::from_rows_ms(&rows);
+    assert!((0..n).any(|i| (0..n).any(|j| m.get(i, j).is_none())));
+    let r = run(&m, &params(vec![n], 3, 3, 2, 2)).expect("runs");
+    let row = &r.rows[0];
+    assert!(row.pairs > 0.0);
+    assert!(row.unroutable > 0);
+    assert!((row.direct_ms - 10.0).abs() < 1e-9);
+    // Every relay found is two known 10 ms hops. The paper's strategy may
+    // find none: it insists on the source's closest neighbour even when the
+    // destination cannot measure it (those pairs count at their overlay RTT).
+    for st in Strategy::ALL {
+        let sr = &row.strategies[st.name()];
+        if sr.no_relay == 0.0 {
+            assert!((sr.relay_ms - 20.0).abs() < 1e-9, "{st}");
+        } else {
+            assert!(sr.relay_ms > 20.0, "{st}");
+        }
+    }
+    assert_eq!(row.strategies["latency-stable"].no_relay, 0.0);
+}
