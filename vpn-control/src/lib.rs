@@ -5,4 +5,5 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod netdev;
+pub mod overlay;
 pub mod pki_cli;

@@ -1,0 +1,91 @@
+//! The overlay's handle: cheap to clone, sends commands to the event loop
+//! over a bounded channel and awaits one-shot replies.
+
+use std::net::IpAddr;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use vpn_pki::Crl;
+
+use super::resolve::Resolved;
+use super::{OverlayError, OverlayStats};
+
+/// A command for the event loop.
+#[derive(Debug)]
+pub(crate) enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Resolve(IpAddr, oneshot::Sender<Result<Resolved, OverlayError>>),
+    Members(oneshot::Sender<Vec<PeerId>>),
+    PrivateRoutingTable(oneshot::Sender<Vec<PeerId>>),
+    Stats(oneshot::Sender<OverlayStats>),
+    SendSession(PeerId, Vec<u8>, oneshot::Sender<Result<(), OverlayError>>),
+    SetCrl(Crl, oneshot::Sender<Result<(), OverlayError>>),
+    Shutdown,
+}
+
+/// Handle to a running overlay.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) peer_id: PeerId,
+}
+
+impl Client {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, OverlayError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| OverlayError::Stopped)?;
+        rx.await.map_err(|_| OverlayError::Stopped)
+    }
+
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the node listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, OverlayError> {
+        self.ask(Command::ListenAddrs).await
+    }
+
+    /// Resolves a virtual address to its owner's PeerId and certificate
+    /// (cached until the claim expires or the cache TTL passes).
+    pub async fn resolve(&self, addr: IpAddr) -> Result<Resolved, OverlayError> {
+        self.ask(|tx| Command::Resolve(addr, tx)).await?
+    }
+
+    /// Verified members currently known.
+    pub async fn members(&self) -> Result<Vec<PeerId>, OverlayError> {
+        self.ask(Command::Members).await
+    }
+
+    /// Peers in the private Kademlia routing table.
+    pub async fn private_routing_table(&self) -> Result<Vec<PeerId>, OverlayError> {
+        self.ask(Command::PrivateRoutingTable).await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> Result<OverlayStats, OverlayError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// Sends one session handshake message to a verified member.
+    pub async fn send_session(&self, peer: PeerId, msg: Vec<u8>) -> Result<(), OverlayError> {
+        self.ask(|tx| Command::SendSession(peer, msg, tx)).await?
+    }
+
+    /// Installs a newer CRL; members it revokes are expelled at once.
+    pub async fn set_crl(&self, crl: Crl) -> Result<(), OverlayError> {
+        self.ask(|tx| Command::SetCrl(crl, tx)).await?
+    }
+
+    /// Stops the event loop.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}

@@ -1,0 +1,693 @@
+//! The event loop: owns the swarm, runs discovery, the membership gate,
+//! record publication and resolution, and serves [`Client`] commands.
+//!
+//! [`Client`]: super::Client
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+use futures::StreamExt;
+use libp2p::kad::store::RecordStore as _;
+use libp2p::kad::{
+    self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, Record, RecordKey,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval, Interval, MissedTickBehavior};
+use tracing::{debug, info, warn};
+use vpn_pki::{AddressAssignment, MemberInfo};
+
+use super::behaviour::{
+    build_swarm, MemberBehaviour, MemberBehaviourEvent, SessionRequest, SessionResponse,
+};
+use super::client::Command;
+use super::ids;
+use super::membership::{MemberTable, MembershipRequest, MembershipResponse};
+use super::resolve::{check_address_record, AddressClaim, ResolveCache, Resolved};
+use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
+
+type ResolveReply = oneshot::Sender<Result<Resolved, OverlayError>>;
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<MemberBehaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<OverlayEvent>,
+    members: MemberTable,
+    own_cert: Vec<u8>,
+    own_info: MemberInfo,
+    keypair: libp2p::identity::Keypair,
+    provider_key: RecordKey,
+    public_protocol: StreamProtocol,
+    membership_protocol: StreamProtocol,
+    timers: Timers,
+    announce_listen_addrs: bool,
+    bootstrap_peers: HashSet<PeerId>,
+    peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    membership_pending: HashSet<PeerId>,
+    backoff: HashMap<PeerId, Instant>,
+    resolving: HashMap<QueryId, (IpAddr, Vec<ResolveReply>)>,
+    resolving_addr: HashMap<IpAddr, QueryId>,
+    cache: ResolveCache,
+    session_pending: HashMap<OutboundRequestId, oneshot::Sender<Result<(), OverlayError>>>,
+    providing: bool,
+    published_at: Option<(Instant, usize)>,
+    stats: OverlayStats,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        config: OverlayConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<OverlayEvent>,
+    ) -> Result<Self, OverlayError> {
+        let me = config.keypair.public().to_peer_id();
+        let members = MemberTable::new(config.group.clone(), config.ca.clone(), config.crl.clone());
+        let own_info = members.check(&me, &config.cert, SystemTime::now())?;
+        let group = config.group.clone();
+        let proto = config.public_kad_protocol.clone();
+        let ttl = config.timers.record_ttl;
+        let behaviour = MemberBehaviour::new(&config.keypair, &group, proto, ttl)?;
+        let mut swarm = build_swarm(config.keypair.clone(), config.transport, move |_| behaviour)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| OverlayError::Setup(format!("listen on {addr}: {e}")))?;
+        }
+        let mut bootstrap_peers = HashSet::new();
+        for addr in &config.bootstrap {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(OverlayError::Setup(format!(
+                    "bootstrap address {addr} lacks /p2p/<PeerId>"
+                )));
+            };
+            let mut bare = addr.clone();
+            bare.pop();
+            swarm.behaviour_mut().public_kad.add_address(&peer, bare);
+            bootstrap_peers.insert(peer);
+            if let Err(e) = swarm.dial(addr.clone()) {
+                warn!(%addr, "overlay: dialing bootstrap peer failed: {e}");
+            }
+        }
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            members,
+            own_cert: config.cert,
+            own_info,
+            keypair: config.keypair,
+            provider_key: RecordKey::new(&ids::provider_key(&config.group)),
+            public_protocol: config.public_kad_protocol,
+            membership_protocol: ids::membership_protocol(&config.group),
+            timers: config.timers,
+            announce_listen_addrs: config.announce_listen_addrs,
+            bootstrap_peers,
+            peer_addrs: HashMap::new(),
+            membership_pending: HashSet::new(),
+            backoff: HashMap::new(),
+            resolving: HashMap::new(),
+            resolving_addr: HashMap::new(),
+            cache: ResolveCache::default(),
+            session_pending: HashMap::new(),
+            providing: false,
+            published_at: None,
+            stats: OverlayStats::default(),
+        })
+    }
+
+    /// Runs until [`super::Client::shutdown`] or until every client is
+    /// dropped.
+    pub async fn run(mut self) {
+        let mut discovery = ticker(self.timers.discovery);
+        let mut recheck = ticker(self.timers.recheck);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
+                    Some(c) => self.on_command(c),
+                },
+                _ = discovery.tick() => self.discover(),
+                _ = recheck.tick() => self.recheck(),
+            }
+        }
+        info!(peer = %self.swarm.local_peer_id(), "overlay: stopped");
+    }
+
+    fn emit(&mut self, ev: OverlayEvent) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(ev) {
+            self.stats.events_dropped += 1;
+        }
+    }
+
+    // ---- discovery (paper IV-B) -------------------------------------------
+
+    fn discover(&mut self) {
+        let b = self.swarm.behaviour_mut();
+        if b.public_kad.kbuckets().all(|k| k.num_entries() == 0) {
+            return;
+        }
+        if !self.providing {
+            if let Err(e) = b.public_kad.start_providing(self.provider_key.clone()) {
+                warn!("overlay: start_providing: {e}");
+            }
+        }
+        b.public_kad.get_providers(self.provider_key.clone());
+        self.publish_own_records();
+    }
+
+    /// (Re)publishes this node's address claims: when the set of members
+    /// grew since the last publication (so the new closest members get
+    /// them), or at half the record lifetime.
+    fn publish_own_records(&mut self) {
+        let AddressAssignment::Fixed(addrs) = self.own_info.address.clone() else {
+            return; // allocation from the range is not implemented yet
+        };
+        let n = self.members.len();
+        if n == 0 {
+            return;
+        }
+        let due = match self.published_at {
+            None => true,
+            Some((at, count)) => count != n || at.elapsed() >= self.timers.record_ttl / 2,
+        };
+        if !due {
+            return;
+        }
+        let expires = SystemTime::now() + self.timers.record_ttl;
+        for addr in addrs {
+            let claim = AddressClaim {
+                addr,
+                cert: self.own_cert.clone(),
+            };
+            let value = match claim.sign(expires, &self.keypair) {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(%addr, "overlay: cannot sign address claim: {e}");
+                    continue;
+                }
+            };
+            let mut record = Record::new(ids::address_key(addr), value);
+            record.publisher = Some(*self.swarm.local_peer_id());
+            record.expires = Some(Instant::now() + self.timers.record_ttl);
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .private_kad
+                .inner()
+                .put_record(record, Quorum::One)
+            {
+                warn!(%addr, "overlay: storing address claim: {e}");
+            }
+        }
+        self.published_at = Some((Instant::now(), n));
+    }
+
+    fn in_backoff(&mut self, peer: &PeerId) -> bool {
+        match self.backoff.get(peer) {
+            Some(t) if t.elapsed() < self.timers.refusal_backoff => true,
+            Some(_) => {
+                self.backoff.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Starts the certificate exchange with `peer` unless it is verified,
+    /// under way, or backing off after a refusal.
+    fn introduce(&mut self, peer: PeerId) {
+        if peer == *self.swarm.local_peer_id()
+            || self.members.is_member(&peer)
+            || self.membership_pending.contains(&peer)
+            || self.in_backoff(&peer)
+        {
+            return;
+        }
+        self.membership_pending.insert(peer);
+        self.swarm.behaviour_mut().membership.send_request(
+            &peer,
+            MembershipRequest {
+                cert: self.own_cert.clone(),
+            },
+        );
+    }
+
+    // ---- the gate ------------------------------------------------------------
+
+    /// Verifies `cert` for `peer`; on success opens everything private.
+    fn admit(&mut self, peer: PeerId, cert: &[u8]) -> Result<(), String> {
+        match self.members.admit(peer, cert, SystemTime::now()) {
+            Ok(new) => {
+                let b = self.swarm.behaviour_mut();
+                b.private_kad.admit(peer);
+                b.gossipsub.remove_blacklisted_peer(&peer);
+                for a in self.peer_addrs.get(&peer).into_iter().flatten() {
+                    b.private_kad.inner().add_address(&peer, a.clone());
+                }
+                if new {
+                    debug!(%peer, "overlay: member verified");
+                    self.emit(OverlayEvent::MemberJoined(peer));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.membership_refused += 1;
+                self.backoff.insert(peer, Instant::now());
+                warn!(%peer, reason = %e, "overlay: certificate refused; peer gets nothing private");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn expel(&mut self, peer: PeerId, reason: String) {
+        self.members.remove(&peer);
+        let b = self.swarm.behaviour_mut();
+        b.private_kad.expel(&peer);
+        b.private_kad.inner().remove_peer(&peer);
+        b.gossipsub.blacklist_peer(&peer);
+        self.cache.forget_peer(&peer);
+        self.stats.members_expelled += 1;
+        warn!(%peer, %reason, "overlay: member expelled");
+        self.emit(OverlayEvent::MemberExpelled(peer, reason));
+    }
+
+    fn recheck(&mut self) {
+        for (peer, e) in self.members.recheck(SystemTime::now()) {
+            // `recheck` already removed it from the table.
+            self.expel(peer, e.to_string());
+        }
+    }
+
+    // ---- swarm events --------------------------------------------------------
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<MemberBehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                debug!(%address, "overlay: listening");
+                if self.announce_listen_addrs {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if !self.members.is_member(&peer_id) {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .blacklist_peer(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, ev: MemberBehaviourEvent) {
+        match ev {
+            MemberBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let b = self.swarm.behaviour_mut();
+                if info.protocols.contains(&self.public_protocol) {
+                    for a in &info.listen_addrs {
+                        b.public_kad.add_address(&peer_id, a.clone());
+                    }
+                }
+                if self.members.is_member(&peer_id) {
+                    for a in &info.listen_addrs {
+                        b.private_kad.inner().add_address(&peer_id, a.clone());
+                    }
+                }
+                self.peer_addrs.insert(peer_id, info.listen_addrs);
+                if info.protocols.contains(&self.membership_protocol) {
+                    self.introduce(peer_id);
+                }
+            }
+            MemberBehaviourEvent::PublicKad(ev) => self.on_public_kad(ev),
+            MemberBehaviourEvent::PrivateKad(ev) => self.on_private_kad(ev),
+            MemberBehaviourEvent::Membership(ev) => self.on_membership(ev),
+            MemberBehaviourEvent::Session(ev) => self.on_session(ev),
+            MemberBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let ok = self.members.is_member(&propagation_source)
+                    && message.source.is_some_and(|s| self.members.is_member(&s));
+                let verdict = if ok {
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    self.stats.private_requests_refused += 1;
+                    gossipsub::MessageAcceptance::Reject
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, verdict);
+                if let (true, Some(source)) = (ok, message.source) {
+                    self.emit(OverlayEvent::GroupMessage {
+                        source,
+                        data: message.data,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_public_kad(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed { result, .. } = ev else {
+            return;
+        };
+        match result {
+            QueryResult::StartProviding(Ok(_)) => self.providing = true,
+            QueryResult::StartProviding(Err(e)) => debug!("overlay: providing: {e}"),
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                for p in providers {
+                    if p == *self.swarm.local_peer_id()
+                        || self.members.is_member(&p)
+                        || self.bootstrap_peers.contains(&p)
+                    {
+                        continue;
+                    }
+                    if self.swarm.is_connected(&p) {
+                        self.introduce(p);
+                    } else if !self.in_backoff(&p) {
+                        // Dial now, while the query still holds the
+                        // provider's addresses; identify then starts the
+                        // certificate exchange.
+                        if let Err(e) = self.swarm.dial(p) {
+                            debug!(peer = %p, "overlay: dialing provider: {e}");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_private_kad(&mut self, ev: kad::Event) {
+        match ev {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_inbound_put(source, record),
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetRecord(res),
+                step,
+                ..
+            } => self.on_get_record(id, res, step.last),
+            _ => {}
+        }
+    }
+
+    fn on_inbound_put(&mut self, source: PeerId, record: Record) {
+        if !self.members.is_member(&source) {
+            self.stats.private_requests_refused += 1;
+            warn!(peer = %source, "overlay: PUT from a non-member ignored");
+            return;
+        }
+        let now = SystemTime::now();
+        let key = record.key.to_vec();
+        let checked = match parse_address_key(&key) {
+            Some(addr) => check_address_record(addr, &record.value, &self.members, now).map(|_| ()),
+            None => Err(super::record::RecordRejection::Content(
+                "unknown key".into(),
+            )),
+        };
+        match checked {
+            Ok(()) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .private_kad
+                    .inner()
+                    .store_mut()
+                    .put(record)
+                {
+                    warn!("overlay: storing record: {e}");
+                }
+            }
+            Err(r) => {
+                self.stats.count_rejection(&r);
+                warn!(peer = %source, reason = %r, "overlay: record refused on PUT");
+            }
+        }
+    }
+
+    fn on_get_record(
+        &mut self,
+        id: QueryId,
+        res: Result<GetRecordOk, kad::GetRecordError>,
+        last: bool,
+    ) {
+        let Some((addr, _)) = self.resolving.get(&id) else {
+            return;
+        };
+        let addr = *addr;
+        if let Ok(GetRecordOk::FoundRecord(found)) = res {
+            let now = SystemTime::now();
+            match check_address_record(addr, &found.record.value, &self.members, now) {
+                Ok(r) => {
+                    self.cache.insert(r.clone(), now, self.timers.cache_ttl);
+                    if let Some(mut q) = self
+                        .swarm
+                        .behaviour_mut()
+                        .private_kad
+                        .inner()
+                        .query_mut(&id)
+                    {
+                        q.finish();
+                    }
+                    self.finish_resolve(id, Ok(r));
+                    return;
+                }
+                Err(r) => {
+                    self.stats.count_rejection(&r);
+                    warn!(%addr, reason = %r, "overlay: address record ignored");
+                }
+            }
+        }
+        if last {
+            self.finish_resolve(id, Err(OverlayError::NotFound(addr)));
+        }
+    }
+
+    fn finish_resolve(&mut self, id: QueryId, res: Result<Resolved, OverlayError>) {
+        if let Some((addr, replies)) = self.resolving.remove(&id) {
+            self.resolving_addr.remove(&addr);
+            for r in replies {
+                let _ = r.send(match &res {
+                    Ok(v) => Ok(v.clone()),
+                    Err(_) => Err(OverlayError::NotFound(addr)),
+                });
+            }
+        }
+    }
+
+    fn on_membership(
+        &mut self,
+        ev: request_response::Event<MembershipRequest, MembershipResponse>,
+    ) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let resp = match self.admit(peer, &request.cert) {
+                    Ok(()) => MembershipResponse::Accepted {
+                        cert: self.own_cert.clone(),
+                    },
+                    Err(reason) => MembershipResponse::Refused { reason },
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .membership
+                    .send_response(channel, resp);
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => {
+                self.membership_pending.remove(&peer);
+                match response {
+                    MembershipResponse::Accepted { cert } => {
+                        let _ = self.admit(peer, &cert);
+                    }
+                    MembershipResponse::Refused { reason } => {
+                        self.stats.refused_by_peer += 1;
+                        self.backoff.insert(peer, Instant::now());
+                        warn!(%peer, %reason, "overlay: peer refused our certificate");
+                    }
+                }
+            }
+            Event::OutboundFailure { peer, error, .. } => {
+                self.membership_pending.remove(&peer);
+                debug!(%peer, "overlay: membership request failed: {error}");
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "overlay: inbound membership request failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_session(&mut self, ev: request_response::Event<SessionRequest, SessionResponse>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let resp = if self.members.is_member(&peer) {
+                    self.emit(OverlayEvent::SessionMessage {
+                        peer,
+                        msg: request.0,
+                    });
+                    SessionResponse::Delivered
+                } else {
+                    self.stats.private_requests_refused += 1;
+                    warn!(%peer, "overlay: session request from a non-member refused");
+                    SessionResponse::Refused("not a verified member".into())
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .session
+                    .send_response(channel, resp);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.session_pending.remove(&request_id) {
+                    let _ = tx.send(match response {
+                        SessionResponse::Delivered => Ok(()),
+                        SessionResponse::Refused(r) => Err(OverlayError::Request(r)),
+                    });
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(tx) = self.session_pending.remove(&request_id) {
+                    let _ = tx.send(Err(OverlayError::Request(error.to_string())));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "overlay: inbound session request failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    // ---- commands --------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::ListenAddrs(tx) => {
+                let _ = tx.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Resolve(addr, tx) => self.resolve(addr, tx),
+            Command::Members(tx) => {
+                let _ = tx.send(self.members.members().map(|(p, _)| *p).collect());
+            }
+            Command::PrivateRoutingTable(tx) => {
+                let peers = self
+                    .swarm
+                    .behaviour_mut()
+                    .private_kad
+                    .inner()
+                    .kbuckets()
+                    .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+                    .collect();
+                let _ = tx.send(peers);
+            }
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats.clone());
+            }
+            Command::SendSession(peer, msg, tx) => {
+                if !self.members.is_member(&peer) {
+                    let _ = tx.send(Err(OverlayError::NotMember(peer)));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .session
+                    .send_request(&peer, SessionRequest(msg));
+                self.session_pending.insert(id, tx);
+            }
+            Command::SetCrl(crl, tx) => {
+                let res = self
+                    .members
+                    .set_crl(crl, SystemTime::now())
+                    .map_err(OverlayError::from);
+                if res.is_ok() {
+                    self.recheck();
+                }
+                let _ = tx.send(res);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn resolve(&mut self, addr: IpAddr, tx: ResolveReply) {
+        let now = SystemTime::now();
+        if let Some(r) = self.cache.get(addr, now) {
+            let _ = tx.send(Ok(r));
+            return;
+        }
+        if let Some(id) = self.resolving_addr.get(&addr) {
+            if let Some((_, replies)) = self.resolving.get_mut(id) {
+                replies.push(tx);
+                return;
+            }
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .private_kad
+            .inner()
+            .get_record(RecordKey::new(&ids::address_key(addr)));
+        self.resolving.insert(id, (addr, vec![tx]));
+        self.resolving_addr.insert(addr, id);
+    }
+}
+
+fn ticker(period: std::time::Duration) -> Interval {
+    let mut i = interval(period);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+fn parse_address_key(key: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(key)
+        .ok()?
+        .strip_prefix("/groupvpn/addr/")?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,172 @@
+//! Membership: certificate exchange messages and the table of verified
+//! members (pure; time passed in).
+//!
+//! A peer is a member for this node only after its certificate passed
+//! [`vpn_pki::verify_member`] for the PeerId of the connection it came on:
+//! CA signature, validity at `now`, group, PeerId and the current CRL. Until
+//! then it gets nothing private (see [`super::gate`]).
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use vpn_pki::{CaCertificate, Crl, MemberInfo};
+
+use super::ids::to_pki_peer;
+
+/// `membership` request: "here is my certificate".
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MembershipRequest {
+    /// The sender's member certificate (DER).
+    pub cert: Vec<u8>,
+}
+
+/// `membership` response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MembershipResponse {
+    /// The requester's certificate was accepted; here is mine.
+    Accepted {
+        /// The responder's member certificate (DER).
+        cert: Vec<u8>,
+    },
+    /// The requester's certificate was refused.
+    Refused {
+        /// Why (the `vpn_pki::PkiError` text).
+        reason: String,
+    },
+}
+
+/// A verified member.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Its certificate (DER).
+    pub cert: Vec<u8>,
+    /// What the certificate proves.
+    pub info: MemberInfo,
+}
+
+/// What a node knows about its group and which peers it has verified.
+#[derive(Debug)]
+pub struct MemberTable {
+    group: String,
+    ca: CaCertificate,
+    crl: Option<Crl>,
+    members: HashMap<PeerId, Member>,
+}
+
+impl MemberTable {
+    /// A table for `group` under `ca`, with the current CRL if any.
+    pub fn new(group: String, ca: CaCertificate, crl: Option<Crl>) -> Self {
+        Self {
+            group,
+            ca,
+            crl,
+            members: HashMap::new(),
+        }
+    }
+
+    /// The group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Checks a certificate presented by `peer` (the PeerId of the
+    /// authenticated connection) at `now`, without recording it.
+    pub fn check(
+        &self,
+        peer: &PeerId,
+        cert: &[u8],
+        now: SystemTime,
+    ) -> Result<MemberInfo, vpn_pki::PkiError> {
+        vpn_pki::verify_member(
+            cert,
+            &self.ca,
+            self.crl.as_ref(),
+            &to_pki_peer(peer),
+            &self.group,
+            now,
+        )
+    }
+
+    /// Checks and, if it passes, records `peer` as a member. Returns whether
+    /// it is newly verified.
+    pub fn admit(
+        &mut self,
+        peer: PeerId,
+        cert: &[u8],
+        now: SystemTime,
+    ) -> Result<bool, vpn_pki::PkiError> {
+        let info = self.check(&peer, cert, now)?;
+        Ok(self
+            .members
+            .insert(
+                peer,
+                Member {
+                    cert: cert.to_vec(),
+                    info,
+                },
+            )
+            .is_none())
+    }
+
+    /// Whether `peer` is a verified member.
+    pub fn is_member(&self, peer: &PeerId) -> bool {
+        self.members.contains_key(peer)
+    }
+
+    /// The verified member `peer`.
+    pub fn get(&self, peer: &PeerId) -> Option<&Member> {
+        self.members.get(peer)
+    }
+
+    /// Verified members.
+    pub fn members(&self) -> impl Iterator<Item = (&PeerId, &Member)> {
+        self.members.iter()
+    }
+
+    /// Number of verified members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether no peer is verified.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Installs a newer CRL (refuses one that does not verify against the CA
+    /// at `now` or does not supersede the current one).
+    pub fn set_crl(&mut self, crl: Crl, now: SystemTime) -> Result<(), vpn_pki::PkiError> {
+        crl.verify(&self.ca, now)?;
+        if let Some(cur) = &self.crl {
+            if !crl.supersedes(cur) {
+                return Err(vpn_pki::PkiError::InvalidInput {
+                    what: "crl",
+                    reason: "does not supersede the current CRL".into(),
+                });
+            }
+        }
+        self.crl = Some(crl);
+        Ok(())
+    }
+
+    /// Re-checks every member at `now` (expiry, CRL); removes and returns the
+    /// ones that no longer pass, with the reason.
+    pub fn recheck(&mut self, now: SystemTime) -> Vec<(PeerId, vpn_pki::PkiError)> {
+        let failed: Vec<_> = self
+            .members
+            .iter()
+            .filter_map(|(p, m)| self.check(p, &m.cert, now).err().map(|e| (*p, e)))
+            .collect();
+        for (p, _) in &failed {
+            self.members.remove(p);
+        }
+        failed
+    }
+
+    /// Forgets `peer`.
+    pub fn remove(&mut self, peer: &PeerId) -> Option<Member> {
+        self.members.remove(peer)
+    }
+}
