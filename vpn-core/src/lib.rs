@@ -6,6 +6,7 @@
 //! * [`session`]: session keys (ephemeral X25519 over the authenticated
 //!   overlay stream, HKDF, rekey with a grace window, removal).
 
+pub mod addr;
 pub mod relay;
 pub mod session;
 pub mod sim;

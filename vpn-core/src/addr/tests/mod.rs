@@ -1,0 +1,1 @@
+//! Allocator tests against an in-memory DHT model.
