@@ -1,0 +1,1 @@
+//! Leases, renewal, release, full ranges, fixed addresses, restarts.
