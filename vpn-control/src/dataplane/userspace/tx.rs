@@ -158,12 +158,14 @@ pub fn tx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
                 continue;
             };
             let pkt = &mut big[VNET_HDR_LEN..n];
-            if finish_checksum(&h, pkt).is_err() {
-                c.add(Counter::TxError, 1);
-                continue;
-            }
             match Segmenter::new(&h, pkt) {
                 Ok(None) => {
+                    // Segments get fresh checksums; a single packet may
+                    // carry a partial one to complete.
+                    if finish_checksum(&h, pkt).is_err() {
+                        c.add(Counter::TxError, 1);
+                        continue;
+                    }
                     if pkt.len() > MAX_INNER_LEN {
                         c.add(Counter::DropOversize, 1);
                         continue;
