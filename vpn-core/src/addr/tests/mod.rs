@@ -1,5 +1,6 @@
 //! Allocator tests against an in-memory DHT model.
 
+mod faults;
 mod harness;
 mod lifecycle;
 mod races;
