@@ -113,6 +113,9 @@ pub(super) struct Slot {
     phase: Phase,
     search: Search,
     last_seq: u64,
+    /// The latest claim we put and have not withdrawn (released on
+    /// shutdown whatever the phase).
+    outstanding: Option<Claim>,
 }
 
 fn owner_hex(owner: &[u8]) -> String {
@@ -127,6 +130,7 @@ impl Slot {
             phase: Phase::Idle,
             search: Search::default(),
             last_seq: 0,
+            outstanding: None,
         }
     }
 
@@ -208,6 +212,13 @@ impl Slot {
             seq: self.next_seq(now),
             ..claim.clone()
         };
+        if self
+            .outstanding
+            .as_ref()
+            .is_some_and(|o| o.addr == claim.addr)
+        {
+            self.outstanding = None;
+        }
         ctx.put(&t);
     }
 
@@ -334,6 +345,7 @@ impl Slot {
     ) {
         let claim = self.new_claim(addr, since, now, ctx.cfg, ctx.owner, ctx.group);
         let req = ctx.put(&claim);
+        self.outstanding = Some(claim.clone());
         self.phase = Phase::Claiming {
             claim,
             req,
@@ -692,6 +704,7 @@ impl Slot {
                 let since = (claim.expiry > now).then_some(claim.since);
                 let fresh = self.new_claim(claim.addr, since, now, ctx.cfg, ctx.owner, ctx.group);
                 let req = ctx.put(&fresh);
+                self.outstanding = Some(fresh.clone());
                 self.phase = Phase::Held {
                     claim: fresh,
                     renew_at,
@@ -721,21 +734,16 @@ impl Slot {
     /// Gives the address up: tombstone for any claim made, and
     /// [`Action::AddressLost`] if it was held.
     pub(super) fn release(&mut self, now: Duration, ctx: &mut Ctx<'_>) {
-        let claim = match self.phase.clone() {
-            Phase::Held { claim, .. } => {
-                ctx.out.push_back(Action::AddressLost {
-                    addr: claim.addr,
-                    reason: LostReason::Released,
-                });
-                Some(claim)
+        if let Phase::Held { claim, .. } = &self.phase {
+            ctx.out.push_back(Action::AddressLost {
+                addr: claim.addr,
+                reason: LostReason::Released,
+            });
+        }
+        if let Some(c) = self.outstanding.take() {
+            if c.expiry > now {
+                self.tombstone(&c, now, ctx);
             }
-            Phase::Claiming { claim, .. }
-            | Phase::Settling { claim, .. }
-            | Phase::Confirming { claim, .. } => Some(claim),
-            _ => None,
-        };
-        if let Some(c) = claim {
-            self.tombstone(&c, now, ctx);
         }
         self.phase = Phase::Released;
     }

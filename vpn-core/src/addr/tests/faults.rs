@@ -112,6 +112,35 @@ fn a_lone_node_walks_probe_put_settle_confirm_and_renews() {
 }
 
 #[test]
+fn release_withdraws_a_claim_even_while_waiting_to_retry() {
+    let cfg = test_config();
+    let mut a = alloc(vec![(one_free(), Assignment::Allocate)]);
+    a.start(T0);
+    let (g, _) = the_get(&actions(&mut a));
+    a.handle_get(g, T0, Ok(vec![]));
+    let (p, claim) = the_put(&actions(&mut a));
+    a.handle_put(p, T0, Ok(()));
+    a.handle_timeout(T0 + cfg.settle);
+    let (c, _) = the_get(&actions(&mut a));
+    // The confirm read fails: the slot waits to re-probe, claim still out.
+    a.handle_get(c, T0 + cfg.settle, Err(DhtFailure("timeout".into())));
+    assert!(actions(&mut a).is_empty());
+    a.release(T0 + secs(4));
+    let (_, t) = the_put(&actions(&mut a));
+    assert!(t.released);
+    assert_eq!(t.addr, claim.addr);
+    assert!(t.seq > claim.seq && t.expiry >= claim.expiry);
+    // Nothing more happens after a release.
+    assert_eq!(a.poll_timeout(), None);
+    // Releasing before anything was claimed puts nothing.
+    let mut b = alloc(vec![(one_free(), Assignment::Allocate)]);
+    b.start(T0);
+    let _ = actions(&mut b);
+    b.release(T0);
+    assert!(actions(&mut b).is_empty());
+}
+
+#[test]
 fn setup_errors_are_reported() {
     let rng = || Box::new(RngRandom(ChaCha8Rng::seed_from_u64(1)));
     let two_v4 = vec![
