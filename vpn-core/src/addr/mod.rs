@@ -87,6 +87,7 @@
 
 mod allocator;
 pub mod claim;
+pub mod lookup;
 pub mod range;
 mod slot;
 
@@ -98,6 +99,7 @@ use std::time::Duration;
 
 pub use allocator::Allocator;
 pub use claim::{dht_key, latest_per_owner, resolve, Claim, ClaimError, SignedRecord};
+pub use lookup::{owner_of, LookupCache, Owner};
 pub use range::Range;
 
 /// Source of random bytes (candidate addresses).
