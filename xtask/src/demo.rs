@@ -97,9 +97,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
             path.as_str(),
             args.hosts
         );
-        let r = run_path(path, &args).with_context(|| format!("{} path", path.as_str()))?;
-        reports.push(r);
-        check_interrupted()?;
+        let r = run_path(path, &args);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            // run_path's destructors already stopped the daemons and
+            // removed the namespaces.
+            eprintln!("demo: interrupted; daemons stopped and namespaces removed");
+            std::process::exit(130);
+        }
+        reports.push(r.with_context(|| format!("{} path", path.as_str()))?);
     }
     println!("{}", render(&reports, args.hosts, profile));
     Ok(())
