@@ -135,6 +135,17 @@ impl VpnNode {
         d.stop()
     }
 
+    /// Waits for the daemon to exit on its own (after `down`, say).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let d = self
+            .daemon
+            .as_mut()
+            .ok_or_else(|| Error::Setup(format!("{} is not up", self.spec.name)))?;
+        let st = d.wait(timeout)?;
+        self.daemon = None;
+        Ok(st)
+    }
+
     /// `kill -9` of the daemon: it gets no chance to clean up.
     pub fn kill9(&mut self) -> Result<ExitStatus> {
         let mut d = self

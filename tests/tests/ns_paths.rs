@@ -5,8 +5,10 @@
 //! the tunnel in clear, and the daemons must report the right path, moving
 //! counters and no integrity drops.
 
+use std::time::Duration;
+
 use vpn_tests::{
-    iperf_between, marker_check, ping_both_ways, require_root, Dataplane, Lab, Status,
+    iperf_between, marker_check, ping_both_ways, require_root, Dataplane, Lab, NetState, Status,
 };
 
 fn check_status(lab: &Lab, i: usize, expected: Dataplane) -> Status {
@@ -41,6 +43,9 @@ fn check_status(lab: &Lab, i: usize, expected: Dataplane) -> Status {
 /// Runs the whole pair check; `a` is the iperf3 client.
 fn pair(tag: &str, a: Dataplane, b: Dataplane) {
     let mut lab = Lab::new(tag, &[a, b]).expect("lab");
+    let before: Vec<NetState> = (0..2)
+        .map(|i| NetState::capture(lab.node(i).ns()).expect("state"))
+        .collect();
     lab.up_all().expect("daemons up");
     ping_both_ways(&lab, 0, 1, 20).expect("ping both ways");
 
@@ -69,10 +74,26 @@ fn pair(tag: &str, a: Dataplane, b: Dataplane) {
     check_status(&lab, 0, a);
     check_status(&lab, 1, b);
 
-    // Clean shutdown: SIGTERM exits 0.
-    for i in 0..2 {
-        let st = lab.node_mut(i).stop().expect("daemon stops on SIGTERM");
-        assert!(st.success(), "daemon {i} exited with {st}");
+    // Clean shutdown, node 0 by SIGTERM, node 1 by `vpn-control down`:
+    // both exit 0 and leave their namespace as they found it.
+    let st = lab.node_mut(0).stop().expect("daemon stops on SIGTERM");
+    assert!(st.success(), "daemon 0 exited with {st} on SIGTERM");
+    let said = lab.node(1).down().expect("vpn-control down");
+    let st = lab
+        .node_mut(1)
+        .wait_exit(Duration::from_secs(15))
+        .expect("daemon exits after down");
+    assert!(
+        st.success(),
+        "daemon 1 exited with {st} after down ({said})"
+    );
+    for (i, b) in before.iter().enumerate() {
+        let after = NetState::capture(lab.node(i).ns()).expect("state");
+        assert!(
+            *b == after,
+            "node {i} left state behind:\n{}",
+            b.diff(&after)
+        );
     }
 }
 
