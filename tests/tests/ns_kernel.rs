@@ -80,3 +80,18 @@ fn ns_kernel_status_and_programs_while_traffic_flows() {
     assert!(st.success(), "iperf3 client failed: {}", client.log());
     drop(server);
 }
+
+#[test]
+fn ns_auto_picks_the_kernel_path_where_it_loads() {
+    if !require_root("ns_auto_picks_the_kernel_path_where_it_loads") {
+        return;
+    }
+    let mut lab = Lab::new("auto", &[Dataplane::Auto, Dataplane::Userspace]).unwrap();
+    lab.up_all().unwrap();
+    vpn_tests::ping_both_ways(&lab, 0, 1, 5).unwrap();
+    let st = lab.node(0).status().unwrap();
+    assert_eq!(st.dataplane, "kernel", "{st:?}");
+    assert_eq!(st.peers[0].path, "kernel", "{st:?}");
+    let log = lab.node(0).log();
+    assert!(!log.to_lowercase().contains("falling back"), "{log}");
+}
