@@ -168,17 +168,21 @@ fn nightly_llvm() -> Result<(PathBuf, u32)> {
     let mut found = None;
     for e in std::fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
         let name = e?.file_name().to_string_lossy().into_owned();
-        if let Some(ver) = name.strip_prefix("libLLVM.so.") {
-            let major = ver
-                .split(['.', '-'])
-                .next()
-                .and_then(|m| m.parse::<u32>().ok());
-            if let Some(major) = major {
-                found = Some((lib.join(&name), major));
-            }
+        if let Some(major) = llvm_major(&name) {
+            found = Some((lib.join(&name), major));
         }
     }
     found.with_context(|| format!("no libLLVM.so.* in {}", lib.display()))
+}
+
+/// The LLVM major version of a `libLLVM.so.<major>.<minor>-rust-...` file name.
+fn llvm_major(file_name: &str) -> Option<u32> {
+    file_name
+        .strip_prefix("libLLVM.so.")?
+        .split(['.', '-'])
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn symlink_fresh(target: &Path, link: &Path) -> Result<()> {
@@ -219,4 +223,17 @@ fn ensure_bpf_linker() -> Result<bool> {
         bail!("bpf-linker was installed but `bpf-linker --version` does not report {BPF_LINKER_VERSION}");
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llvm_major_from_sysroot_names() {
+        assert_eq!(llvm_major("libLLVM.so.22.1-rust-1.97.0-nightly"), Some(22));
+        assert_eq!(llvm_major("libLLVM.so.21-rust-1.90.0-nightly"), Some(21));
+        assert_eq!(llvm_major("libLLVM.so"), None);
+        assert_eq!(llvm_major("librustc_driver-abc.so"), None);
+    }
 }
