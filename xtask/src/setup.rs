@@ -27,6 +27,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "sockperf",        // latency benchmark
     "wireguard-tools", // configures boringtun in the benchmark
     "procps",          // sysctl
+    "openssl",         // PKI interop tests (openssl x509/verify/crl)
+    "fonts-dejavu-core", // font for the plots (relay-sim, bench)
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
