@@ -62,6 +62,7 @@ fn port_base(test: u64) -> u64 {
 fn timers() -> Timers {
     Timers {
         discovery: Duration::from_millis(500),
+        discovery_max: Duration::from_secs(4),
         record_ttl: Duration::from_secs(600),
         cache_ttl: Duration::from_secs(60),
         recheck: Duration::from_secs(5),
@@ -171,6 +172,29 @@ async fn run_group(n: usize, test: u64, budget: Duration) {
         .await;
     }
     let joined = t0.elapsed();
+    eprintln!("{n} members: all verified after {joined:?}");
+    if std::env::var_os("GV_OVERLAY_DIAG").is_some() {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut failed = 0;
+        for (i, m) in members.iter().enumerate() {
+            for j in 0..n {
+                if i != j && m.resolve(addr_of(j)).await.is_err() {
+                    failed += 1;
+                }
+            }
+        }
+        eprintln!(
+            "diag: {failed} of {} resolutions failed at first try",
+            n * (n - 1)
+        );
+        for m in members.iter().take(3) {
+            eprintln!(
+                "diag: stats {:?} rt {}",
+                m.stats().await.unwrap(),
+                m.private_routing_table().await.unwrap().len()
+            );
+        }
+    }
 
     for (i, m) in members.iter().enumerate() {
         for j in 0..n {

@@ -55,6 +55,9 @@ pub struct EventLoop {
     cache: ResolveCache,
     session_pending: HashMap<OutboundRequestId, oneshot::Sender<Result<(), OverlayError>>>,
     providing: bool,
+    providers_query: Option<QueryId>,
+    found_new: bool,
+    discovery_delay: std::time::Duration,
     published_at: Option<(Instant, usize)>,
     stats: OverlayStats,
 }
@@ -104,6 +107,7 @@ impl EventLoop {
             provider_key: RecordKey::new(&ids::provider_key(&config.group)),
             public_protocol: config.public_kad_protocol,
             membership_protocol: ids::membership_protocol(&config.group),
+            discovery_delay: config.timers.discovery,
             timers: config.timers,
             announce_listen_addrs: config.announce_listen_addrs,
             bootstrap_peers,
@@ -115,6 +119,8 @@ impl EventLoop {
             cache: ResolveCache::default(),
             session_pending: HashMap::new(),
             providing: false,
+            providers_query: None,
+            found_new: false,
             published_at: None,
             stats: OverlayStats::default(),
         })
@@ -123,7 +129,8 @@ impl EventLoop {
     /// Runs until [`super::Client::shutdown`] or until every client is
     /// dropped.
     pub async fn run(mut self) {
-        let mut discovery = ticker(self.timers.discovery);
+        let discovery = tokio::time::sleep(self.timers.discovery);
+        tokio::pin!(discovery);
         let mut recheck = ticker(self.timers.recheck);
         loop {
             tokio::select! {
@@ -132,7 +139,10 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.on_command(c),
                 },
-                _ = discovery.tick() => self.discover(),
+                _ = &mut discovery => {
+                    self.discover();
+                    discovery.as_mut().reset(tokio::time::Instant::now() + self.discovery_delay);
+                }
                 _ = recheck.tick() => self.recheck(),
             }
         }
@@ -147,7 +157,16 @@ impl EventLoop {
 
     // ---- discovery (paper IV-B) -------------------------------------------
 
+    /// One discovery round: announce this node as a provider (until that
+    /// succeeded once; Kademlia republishes it), look up the other providers
+    /// (one lookup at a time), publish address claims when due. Rounds that
+    /// find nobody new double the delay up to `discovery_max`; news resets
+    /// it.
     fn discover(&mut self) {
+        self.publish_own_records();
+        if self.providers_query.is_some() {
+            return;
+        }
         let b = self.swarm.behaviour_mut();
         if b.public_kad.kbuckets().all(|k| k.num_entries() == 0) {
             return;
@@ -157,8 +176,12 @@ impl EventLoop {
                 warn!("overlay: start_providing: {e}");
             }
         }
-        b.public_kad.get_providers(self.provider_key.clone());
-        self.publish_own_records();
+        self.providers_query = Some(b.public_kad.get_providers(self.provider_key.clone()));
+        self.discovery_delay = if std::mem::take(&mut self.found_new) || !self.providing {
+            self.timers.discovery
+        } else {
+            (self.discovery_delay * 2).min(self.timers.discovery_max)
+        };
     }
 
     /// (Re)publishes this node's address claims: when the set of members
@@ -172,9 +195,18 @@ impl EventLoop {
         if n == 0 {
             return;
         }
+        // Republish when the member set grew by half since the last time
+        // (the claim then reaches the closest members of the larger set:
+        // O(log n) publications while a group forms), once more when the set
+        // grew and then stayed quiet for `discovery_max`, after a failed
+        // publication, and at half the TTL.
         let due = match self.published_at {
             None => true,
-            Some((at, count)) => count != n || at.elapsed() >= self.timers.record_ttl / 2,
+            Some((at, count)) => {
+                n >= count + (count / 2).max(1)
+                    || (n > count && at.elapsed() >= self.timers.discovery_max)
+                    || at.elapsed() >= self.timers.record_ttl / 2
+            }
         };
         if !due {
             return;
@@ -359,9 +391,15 @@ impl EventLoop {
     }
 
     fn on_public_kad(&mut self, ev: kad::Event) {
-        let kad::Event::OutboundQueryProgressed { result, .. } = ev else {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = ev
+        else {
             return;
         };
+        if step.last && self.providers_query == Some(id) {
+            self.providers_query = None;
+        }
         match result {
             QueryResult::StartProviding(Ok(_)) => self.providing = true,
             QueryResult::StartProviding(Err(e)) => debug!("overlay: providing: {e}"),
@@ -373,9 +411,13 @@ impl EventLoop {
                     {
                         continue;
                     }
+                    if self.in_backoff(&p) {
+                        continue;
+                    }
+                    self.found_new = true;
                     if self.swarm.is_connected(&p) {
                         self.introduce(p);
-                    } else if !self.in_backoff(&p) {
+                    } else {
                         // Dial now, while the query still holds the
                         // provider's addresses; identify then starts the
                         // certificate exchange.
@@ -405,6 +447,13 @@ impl EventLoop {
                 step,
                 ..
             } => self.on_get_record(id, res, step.last),
+            kad::Event::OutboundQueryProgressed {
+                result: QueryResult::PutRecord(Err(e)),
+                ..
+            } => {
+                debug!("overlay: publishing a record: {e}; retrying next round");
+                self.published_at = None;
+            }
             _ => {}
         }
     }

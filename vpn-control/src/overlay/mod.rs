@@ -70,8 +70,11 @@ pub enum OverlayError {
 /// Timers of the overlay.
 #[derive(Clone, Debug)]
 pub struct Timers {
-    /// How often to look for providers, (re)announce and republish.
+    /// Delay between discovery rounds (provider lookup, announcement,
+    /// republication) while new members keep appearing.
     pub discovery: Duration,
+    /// Longest delay between rounds once nothing new is found.
+    pub discovery_max: Duration,
     /// Lifetime of the node's signed records (republished at half).
     pub record_ttl: Duration,
     /// Longest time a resolution stays cached.
@@ -85,7 +88,8 @@ pub struct Timers {
 impl Default for Timers {
     fn default() -> Self {
         Self {
-            discovery: Duration::from_secs(10),
+            discovery: Duration::from_secs(2),
+            discovery_max: Duration::from_secs(120),
             record_ttl: Duration::from_secs(3600),
             cache_ttl: Duration::from_secs(300),
             recheck: Duration::from_secs(60),
