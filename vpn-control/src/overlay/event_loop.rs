@@ -326,13 +326,14 @@ impl EventLoop {
                     self.swarm.add_external_address(address);
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                if !self.members.is_member(&peer_id) {
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .blacklist_peer(&peer_id);
-                }
+            SwarmEvent::ConnectionEstablished { peer_id, .. }
+                if !self.members.is_member(&peer_id) =>
+            {
+                // No group messages to or from it until it is verified.
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .blacklist_peer(&peer_id);
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
             _ => {}

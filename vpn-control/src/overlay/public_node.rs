@@ -51,11 +51,9 @@ impl PublicNode {
                 }
                 SwarmEvent::Behaviour(PublicBehaviourEvent::Identify(
                     identify::Event::Received { peer_id, info, .. },
-                )) => {
-                    if info.protocols.contains(&self.protocol) {
-                        for a in info.listen_addrs {
-                            self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
-                        }
+                )) if info.protocols.contains(&self.protocol) => {
+                    for a in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
                     }
                 }
                 _ => {}

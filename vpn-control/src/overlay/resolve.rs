@@ -172,3 +172,223 @@ impl ResolveCache {
         self.entries.retain(|_, (r, _)| r.peer != *peer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use vpn_pki::{
+        CaParams, CertProfile, GroupCa, NodeIdentity, RevocationReason, RevokedEntry, Role,
+    };
+
+    use super::*;
+    use crate::overlay::ids::{from_pki_peer, keypair_of};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+    }
+
+    fn ca(group: &str) -> GroupCa {
+        GroupCa::init(
+            &CaParams {
+                group: group.into(),
+                ranges: vec!["10.77.0.0/24".parse().unwrap()],
+                validity: 365 * DAY,
+            },
+            t0(),
+        )
+        .unwrap()
+    }
+
+    fn a(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn issue(ca: &GroupCa, id: &NodeIdentity, addr: IpAddr, validity: Duration) -> Vec<u8> {
+        ca.issue(
+            &id.public_key(),
+            &CertProfile {
+                name: "n1".into(),
+                address: AddressAssignment::Fixed(vec![addr]),
+                roles: vec![Role::Member],
+                validity,
+            },
+            t0(),
+        )
+        .unwrap()
+        .der()
+        .to_vec()
+    }
+
+    fn claim(addr: IpAddr, cert: &[u8], signer: &NodeIdentity, expires: SystemTime) -> Vec<u8> {
+        AddressClaim {
+            addr,
+            cert: cert.to_vec(),
+        }
+        .sign(expires, &keypair_of(signer))
+        .unwrap()
+    }
+
+    fn table(ca: &GroupCa) -> MemberTable {
+        MemberTable::new("lab".into(), ca.certificate().clone(), None)
+    }
+
+    #[test]
+    fn valid_claim_resolves_to_owner() {
+        let ca = ca("lab");
+        let id = NodeIdentity::generate();
+        let cert = issue(&ca, &id, a("10.77.0.5"), 30 * DAY);
+        let v = claim(a("10.77.0.5"), &cert, &id, t0() + DAY);
+        let r = check_address_record(
+            a("10.77.0.5"),
+            &v,
+            &table(&ca),
+            t0() + Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(r.peer, from_pki_peer(&id.peer_id()));
+        assert_eq!(r.cert, cert);
+        assert_eq!(r.expires, t0() + DAY);
+    }
+
+    #[test]
+    fn claims_that_do_not_fit_are_refused() {
+        let ca = ca("lab");
+        let id = NodeIdentity::generate();
+        let now = t0() + Duration::from_secs(60);
+        let cert = issue(&ca, &id, a("10.77.0.5"), 30 * DAY);
+        let t = table(&ca);
+        // Under another address's key (replay).
+        let v = claim(a("10.77.0.5"), &cert, &id, t0() + DAY);
+        assert!(matches!(
+            check_address_record(a("10.77.0.6"), &v, &t, now),
+            Err(RecordRejection::Forged(_))
+        ));
+        // An address the certificate does not grant.
+        let v = claim(a("10.77.0.6"), &cert, &id, t0() + DAY);
+        assert!(matches!(
+            check_address_record(a("10.77.0.6"), &v, &t, now),
+            Err(RecordRejection::Content(_))
+        ));
+        // Someone else's certificate, signed by the thief.
+        let thief = NodeIdentity::generate();
+        let v = claim(a("10.77.0.5"), &cert, &thief, t0() + DAY);
+        assert!(matches!(
+            check_address_record(a("10.77.0.5"), &v, &t, now),
+            Err(RecordRejection::Content(_))
+        ));
+        // A certificate from another CA of the same group name.
+        let other = self::ca("lab");
+        let foreign = issue(&other, &id, a("10.77.0.5"), 30 * DAY);
+        let v = claim(a("10.77.0.5"), &foreign, &id, t0() + DAY);
+        assert!(matches!(
+            check_address_record(a("10.77.0.5"), &v, &t, now),
+            Err(RecordRejection::Content(_))
+        ));
+        // An expired claim.
+        let v = claim(a("10.77.0.5"), &cert, &id, t0() + DAY);
+        assert!(matches!(
+            check_address_record(a("10.77.0.5"), &v, &t, t0() + 2 * DAY),
+            Err(RecordRejection::Expired(_))
+        ));
+        // A live claim whose certificate has expired.
+        let short = issue(&ca, &id, a("10.77.0.5"), DAY);
+        let v = claim(a("10.77.0.5"), &short, &id, t0() + 10 * DAY);
+        assert!(matches!(
+            check_address_record(a("10.77.0.5"), &v, &t, t0() + 2 * DAY),
+            Err(RecordRejection::Content(_))
+        ));
+        // Garbage.
+        assert!(check_address_record(a("10.77.0.5"), b"\x01\x01garbage", &t, now).is_err());
+    }
+
+    #[test]
+    fn claim_payload_roundtrip() {
+        for addr in [a("10.77.0.5"), a("fd77::5")] {
+            let c = AddressClaim {
+                addr,
+                cert: vec![1, 2, 3],
+            };
+            assert_eq!(AddressClaim::decode(&c.encode()).unwrap(), c);
+        }
+        assert!(AddressClaim::decode(&[4, 10, 77, 0, 5]).is_err()); // no certificate
+        assert!(AddressClaim::decode(&[5, 10, 77, 0, 5, 1]).is_err());
+        assert!(AddressClaim::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn cache_expires_and_forgets() {
+        let ca = ca("lab");
+        let id = NodeIdentity::generate();
+        let cert = issue(&ca, &id, a("10.77.0.5"), 30 * DAY);
+        let v = claim(a("10.77.0.5"), &cert, &id, t0() + Duration::from_secs(100));
+        let r = check_address_record(a("10.77.0.5"), &v, &table(&ca), t0()).unwrap();
+        let mut c = ResolveCache::default();
+        // The claim's expiry bounds the TTL.
+        c.insert(r.clone(), t0(), Duration::from_secs(1000));
+        assert!(c
+            .get(a("10.77.0.5"), t0() + Duration::from_secs(99))
+            .is_some());
+        assert!(c
+            .get(a("10.77.0.5"), t0() + Duration::from_secs(100))
+            .is_none());
+        // The TTL bounds the claim's expiry.
+        c.insert(r.clone(), t0(), Duration::from_secs(10));
+        assert!(c
+            .get(a("10.77.0.5"), t0() + Duration::from_secs(10))
+            .is_none());
+        c.insert(r.clone(), t0(), Duration::from_secs(10));
+        c.forget_peer(&r.peer);
+        assert!(c.get(a("10.77.0.5"), t0()).is_none());
+    }
+
+    #[test]
+    fn member_table_admits_rechecks_and_revokes() {
+        let ca = ca("lab");
+        let id = NodeIdentity::generate();
+        let peer = from_pki_peer(&id.peer_id());
+        let cert = issue(&ca, &id, a("10.77.0.5"), DAY);
+        let mut t = table(&ca);
+        // Stolen: presented on another peer's connection.
+        let thief = from_pki_peer(&NodeIdentity::generate().peer_id());
+        assert!(matches!(
+            t.admit(thief, &cert, t0()),
+            Err(vpn_pki::PkiError::PeerMismatch { .. })
+        ));
+        assert!(t.admit(peer, &cert, t0()).unwrap());
+        assert!(!t.admit(peer, &cert, t0()).unwrap());
+        assert!(t.is_member(&peer) && !t.is_member(&thief));
+        assert!(t.recheck(t0() + Duration::from_secs(60)).is_empty());
+        // Expiry.
+        let gone = t.recheck(t0() + 2 * DAY);
+        assert_eq!(gone.len(), 1);
+        assert!(matches!(gone[0].1, vpn_pki::PkiError::Expired { .. }));
+        assert!(!t.is_member(&peer));
+        // Revocation through a newer CRL.
+        assert!(t.admit(peer, &cert, t0()).unwrap());
+        let info = vpn_pki::MemberCert::from_der(&cert).unwrap().info().clone();
+        let crl1 = ca.sign_crl(&[], 1, t0(), DAY).unwrap();
+        t.set_crl(crl1.clone(), t0()).unwrap();
+        assert!(t.recheck(t0()).is_empty());
+        let crl2 = ca
+            .sign_crl(
+                &[RevokedEntry {
+                    serial: info.serial.clone(),
+                    revoked_at: t0(),
+                    reason: RevocationReason::KeyCompromise,
+                }],
+                2,
+                t0(),
+                DAY,
+            )
+            .unwrap();
+        t.set_crl(crl2, t0()).unwrap();
+        // Rollback to the older CRL is refused.
+        assert!(t.set_crl(crl1, t0()).is_err());
+        let gone = t.recheck(t0());
+        assert!(matches!(gone[0].1, vpn_pki::PkiError::Revoked { .. }));
+        assert!(t.admit(peer, &cert, t0()).is_err());
+    }
+}
