@@ -16,7 +16,9 @@ use vpn_control::overlay::behaviour::{
     build_swarm, MemberBehaviour, MemberBehaviourEvent, SessionRequest, SessionResponse,
 };
 use vpn_control::overlay::membership::{MembershipRequest, MembershipResponse};
-use vpn_control::overlay::{self, ids, Client, OverlayConfig, PublicNode, Timers, TransportKind};
+use vpn_control::overlay::{
+    self, ids, Client, OverlayConfig, OverlayError, OverlayEvent, PublicNode, Timers, TransportKind,
+};
 use vpn_pki::{AddressAssignment, CaParams, CertProfile, GroupCa, NodeIdentity, Role};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -117,7 +119,13 @@ fn public_nodes(base: u64) -> Net {
     Net { bootstrap, tasks }
 }
 
-fn start_member(net: &mut Net, ca: &GroupCa, ca_cert: &GroupCa, addr: IpAddr, port: u64) -> Client {
+fn start_member_with_events(
+    net: &mut Net,
+    ca: &GroupCa,
+    ca_cert: &GroupCa,
+    addr: IpAddr,
+    port: u64,
+) -> (Client, tokio::sync::mpsc::Receiver<OverlayEvent>) {
     let id = NodeIdentity::generate();
     let cert = cert_for(ca, &id, addr);
     let mut cfg = OverlayConfig::new(
@@ -130,9 +138,13 @@ fn start_member(net: &mut Net, ca: &GroupCa, ca_cert: &GroupCa, addr: IpAddr, po
     cfg.listen = vec![mem(port)];
     cfg.bootstrap = net.bootstrap.clone();
     cfg.timers = timers();
-    let (client, ev_loop, _events) = overlay::new(cfg).unwrap();
+    let (client, ev_loop, events) = overlay::new(cfg).unwrap();
     net.tasks.push(tokio::spawn(ev_loop.run()));
-    client
+    (client, events)
+}
+
+fn start_member(net: &mut Net, ca: &GroupCa, ca_cert: &GroupCa, addr: IpAddr, port: u64) -> Client {
+    start_member_with_events(net, ca, ca_cert, addr, port).0
 }
 
 async fn wait_until<F, Fut>(deadline: Instant, what: &str, mut f: F)
@@ -383,4 +395,39 @@ async fn stolen_certificate_is_kept_out() {
         matches!(a.resolve(addr_of(1)).await, Ok(r) if r.peer == b.peer_id())
     })
     .await;
+}
+
+/// The session protocol carries a request to a verified member and its
+/// owner's answer back (the shape of the session core's
+/// `handle_request`/`handle_response`); non-members are refused locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_requests_between_members() {
+    let base = port_base(4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut net = public_nodes(base);
+    let ca = ca();
+    let (a, _ea) = start_member_with_events(&mut net, &ca, &ca, addr_of(0), base + 100);
+    let (b, mut eb) = start_member_with_events(&mut net, &ca, &ca, addr_of(1), base + 101);
+    wait_until(deadline, "a and b to verify each other", || async {
+        a.members().await.unwrap().len() == 1 && b.members().await.unwrap().len() == 1
+    })
+    .await;
+    let a_id = a.peer_id();
+    net.tasks.push(tokio::spawn(async move {
+        while let Some(ev) = eb.recv().await {
+            if let OverlayEvent::SessionRequest { peer, msg, reply } = ev {
+                assert_eq!(peer, a_id);
+                let _ = reply.send([b"re:".as_slice(), &msg].concat());
+            }
+        }
+    }));
+    for i in 0..5u8 {
+        let got = a.send_session(b.peer_id(), vec![i; 3]).await.unwrap();
+        assert_eq!(got, [b"re:".as_slice(), &[i; 3]].concat());
+    }
+    let stranger = Keypair::generate_ed25519().public().to_peer_id();
+    assert!(matches!(
+        a.send_session(stranger, b"x".to_vec()).await,
+        Err(OverlayError::NotMember(p)) if p == stranger
+    ));
 }

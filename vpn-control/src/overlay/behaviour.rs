@@ -32,12 +32,12 @@ pub enum TransportKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionRequest(pub Vec<u8>);
 
-/// `session` response: delivery acknowledgement, or refusal for peers that
-/// are not verified members.
+/// `session` response: the session core's answer (Reply, Ack...), or a
+/// refusal for peers that are not verified members.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionResponse {
-    /// Handed to the session core.
-    Delivered,
+    /// The session core's response bytes.
+    Reply(Vec<u8>),
     /// Not served (why).
     Refused(String),
 }

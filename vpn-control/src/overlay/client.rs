@@ -18,7 +18,11 @@ pub(crate) enum Command {
     Members(oneshot::Sender<Vec<PeerId>>),
     PrivateRoutingTable(oneshot::Sender<Vec<PeerId>>),
     Stats(oneshot::Sender<OverlayStats>),
-    SendSession(PeerId, Vec<u8>, oneshot::Sender<Result<(), OverlayError>>),
+    SendSession(
+        PeerId,
+        Vec<u8>,
+        oneshot::Sender<Result<Vec<u8>, OverlayError>>,
+    ),
     SetCrl(Crl, oneshot::Sender<Result<(), OverlayError>>),
     Shutdown,
 }
@@ -74,8 +78,9 @@ impl Client {
         self.ask(Command::Stats).await
     }
 
-    /// Sends one session handshake message to a verified member.
-    pub async fn send_session(&self, peer: PeerId, msg: Vec<u8>) -> Result<(), OverlayError> {
+    /// Sends one session handshake request to a verified member and returns
+    /// its response bytes (for `SessionManager::handle_response`).
+    pub async fn send_session(&self, peer: PeerId, msg: Vec<u8>) -> Result<Vec<u8>, OverlayError> {
         self.ask(|tx| Command::SendSession(peer, msg, tx)).await?
     }
 

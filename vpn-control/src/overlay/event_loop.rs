@@ -7,13 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use libp2p::kad::store::RecordStore as _;
 use libp2p::kad::{
     self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, Record, RecordKey,
 };
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +32,12 @@ use super::resolve::{check_address_record, AddressClaim, ResolveCache, Resolved}
 use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
 
 type ResolveReply = oneshot::Sender<Result<Resolved, OverlayError>>;
+type SessionAnswer = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (ResponseChannel<SessionResponse>, Option<Vec<u8>>)>
+            + Send,
+    >,
+>;
 
 /// Owns the swarm; run it with [`EventLoop::run`].
 pub struct EventLoop {
@@ -53,7 +60,8 @@ pub struct EventLoop {
     resolving: HashMap<QueryId, (IpAddr, Vec<ResolveReply>)>,
     resolving_addr: HashMap<IpAddr, QueryId>,
     cache: ResolveCache,
-    session_pending: HashMap<OutboundRequestId, oneshot::Sender<Result<(), OverlayError>>>,
+    session_pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, OverlayError>>>,
+    session_answers: FuturesUnordered<SessionAnswer>,
     providing: bool,
     providers_query: Option<QueryId>,
     found_new: bool,
@@ -118,6 +126,7 @@ impl EventLoop {
             resolving_addr: HashMap::new(),
             cache: ResolveCache::default(),
             session_pending: HashMap::new(),
+            session_answers: FuturesUnordered::new(),
             providing: false,
             providers_query: None,
             found_new: false,
@@ -144,6 +153,13 @@ impl EventLoop {
                     discovery.as_mut().reset(tokio::time::Instant::now() + self.discovery_delay);
                 }
                 _ = recheck.tick() => self.recheck(),
+                Some((channel, answer)) = self.session_answers.next(), if !self.session_answers.is_empty() => {
+                    let resp = match answer {
+                        Some(b) => SessionResponse::Reply(b),
+                        None => SessionResponse::Refused("no session handler".into()),
+                    };
+                    let _ = self.swarm.behaviour_mut().session.send_response(channel, resp);
+                }
             }
         }
         info!(peer = %self.swarm.local_peer_id(), "overlay: stopped");
@@ -608,16 +624,29 @@ impl EventLoop {
                     },
                 ..
             } => {
-                let resp = if self.members.is_member(&peer) {
-                    self.emit(OverlayEvent::SessionMessage {
-                        peer,
-                        msg: request.0,
-                    });
-                    SessionResponse::Delivered
-                } else {
+                let resp = if !self.members.is_member(&peer) {
                     self.stats.private_requests_refused += 1;
                     warn!(%peer, "overlay: session request from a non-member refused");
                     SessionResponse::Refused("not a verified member".into())
+                } else {
+                    // The owner (session core driver) answers through the
+                    // one-shot; the response goes out when it does.
+                    let (tx, rx) = oneshot::channel();
+                    match self.events.try_send(OverlayEvent::SessionRequest {
+                        peer,
+                        msg: request.0,
+                        reply: tx,
+                    }) {
+                        Ok(()) => {
+                            self.session_answers
+                                .push(Box::pin(async move { (channel, rx.await.ok()) }));
+                            return;
+                        }
+                        Err(_) => {
+                            self.stats.events_dropped += 1;
+                            SessionResponse::Refused("busy".into())
+                        }
+                    }
                 };
                 let _ = self
                     .swarm
@@ -635,7 +664,7 @@ impl EventLoop {
             } => {
                 if let Some(tx) = self.session_pending.remove(&request_id) {
                     let _ = tx.send(match response {
-                        SessionResponse::Delivered => Ok(()),
+                        SessionResponse::Reply(b) => Ok(b),
                         SessionResponse::Refused(r) => Err(OverlayError::Request(r)),
                     });
                 }

@@ -155,12 +155,16 @@ pub enum OverlayEvent {
     MemberJoined(PeerId),
     /// A member was expelled (expired, revoked).
     MemberExpelled(PeerId, String),
-    /// A session handshake message from a verified member.
-    SessionMessage {
+    /// A session handshake request from a verified member (for
+    /// `vpn_core::session::SessionManager::handle_request`); send the
+    /// response bytes through `reply` (dropping it answers with a refusal).
+    SessionRequest {
         /// From whom.
         peer: PeerId,
-        /// The message bytes (for the session core).
+        /// The request bytes.
         msg: Vec<u8>,
+        /// Where the response goes.
+        reply: tokio::sync::oneshot::Sender<Vec<u8>>,
     },
     /// A message on the group topic from a verified member.
     GroupMessage {
