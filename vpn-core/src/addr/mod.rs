@@ -49,9 +49,13 @@
 //! `settle` after its put; and a later claimant's claim carries a later
 //! `since`, so if its put became visible too late for the first node's
 //! confirm read, the later node's own confirm read sees the earlier claim
-//! and loses. This needs `settle` to exceed the DHT's replication delay and
-//! the nodes' clock skew to stay below `settle`; beyond that, the periodic
-//! check converges to one holder within `check_interval`.
+//! and loses. This needs `settle` to exceed the DHT's replication delay,
+//! and the clocks of two racing nodes to differ by less than `settle` minus
+//! that delay (the tests check 2.9 s delay with exact clocks, 2 s with
+//! ±0.4 s, 1.5 s with ±0.6 s against the 3 s default, and that 2.9 s with
+//! ±2.5 s can break it); beyond that, the periodic check converges to one
+//! holder within `check_interval`. The nodes' clocks must be roughly right
+//! anyway (certificate validity, lease expiry).
 //!
 //! # What the overlay must provide
 //!

@@ -84,6 +84,29 @@ pub struct Node {
     /// Addresses the node has configured (from its actions).
     pub held: HashSet<IpAddr>,
     pub log: NodeLog,
+    /// The node's clock minus the true time, in ms.
+    pub skew_ms: i64,
+}
+
+impl Node {
+    /// The node's reading of the true time `t`.
+    fn local(&self, t: Duration) -> Duration {
+        shift(t, self.skew_ms)
+    }
+
+    /// The true time at which the node's clock reads `t`.
+    fn global(&self, t: Duration) -> Duration {
+        shift(t, -self.skew_ms)
+    }
+}
+
+fn shift(t: Duration, ms: i64) -> Duration {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        t + d
+    } else {
+        t.saturating_sub(d)
+    }
 }
 
 pub struct Sim {
@@ -148,12 +171,13 @@ impl Sim {
             alive: true,
             held: HashSet::new(),
             log: NodeLog::default(),
+            skew_ms: 0,
         });
         i
     }
 
     pub fn start(&mut self, i: usize) {
-        let now = self.now;
+        let now = self.nodes[i].local(self.now);
         self.nodes[i].alloc.start(now);
         self.drain(i);
     }
@@ -167,7 +191,7 @@ impl Sim {
     /// Clean shutdown: release, then the node is gone (its tombstones are
     /// in flight).
     pub fn release(&mut self, i: usize) {
-        let now = self.now;
+        let now = self.nodes[i].local(self.now);
         self.nodes[i].alloc.release(now);
         self.drain(i);
         self.nodes[i].alive = false;
@@ -279,13 +303,15 @@ impl Sim {
 
     /// Runs until `until`.
     pub fn run_until(&mut self, until: Duration) {
+        let mut spins = 0u32;
+        let mut last = Duration::ZERO;
         loop {
             let next_ev = self.queue.peek().map(|r| r.0 .0);
             let next_timer = self
                 .nodes
                 .iter()
                 .filter(|n| n.alive)
-                .filter_map(|n| n.alloc.poll_timeout())
+                .filter_map(|n| n.alloc.poll_timeout().map(|t| n.global(t)))
                 .min();
             let next = match (next_ev, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
@@ -296,6 +322,25 @@ impl Sim {
             };
             if next > until {
                 break;
+            }
+            if next == last {
+                spins += 1;
+                assert!(
+                    spins < 100_000,
+                    "simulation stuck at {next:?} (now {:?}): {:?}",
+                    self.now,
+                    self.nodes
+                        .iter()
+                        .map(|n| (
+                            n.alive,
+                            n.skew_ms,
+                            n.alloc.poll_timeout().map(|t| n.global(t))
+                        ))
+                        .collect::<Vec<_>>()
+                );
+            } else {
+                spins = 0;
+                last = next;
             }
             self.now = self.now.max(next);
             if next_ev == Some(next) {
@@ -308,13 +353,13 @@ impl Sim {
                 self.deliver(ev);
             } else {
                 for i in 0..self.nodes.len() {
-                    let due = self.nodes[i].alive
-                        && self.nodes[i]
-                            .alloc
+                    let n = &self.nodes[i];
+                    let due = n.alive
+                        && n.alloc
                             .poll_timeout()
-                            .is_some_and(|t| t <= self.now);
+                            .is_some_and(|t| n.global(t) <= self.now);
                     if due {
-                        let now = self.now;
+                        let now = n.local(self.now);
                         self.nodes[i].alloc.handle_timeout(now);
                         self.drain(i);
                     }
@@ -325,11 +370,11 @@ impl Sim {
     }
 
     fn deliver(&mut self, ev: Ev) {
-        let now = self.now;
         match ev {
             Ev::Visible { key, stored } => self.apply(key, stored),
             Ev::GetReply { node, id, key } => {
                 if self.nodes[node].alive {
+                    let now = self.nodes[node].local(self.now);
                     let recs = self.read(&key);
                     self.nodes[node].alloc.handle_get(id, now, Ok(recs));
                     self.drain(node);
@@ -337,6 +382,7 @@ impl Sim {
             }
             Ev::PutAck { node, id } => {
                 if self.nodes[node].alive {
+                    let now = self.nodes[node].local(self.now);
                     self.nodes[node].alloc.handle_put(id, now, Ok(()));
                     self.drain(node);
                 }
