@@ -50,13 +50,12 @@ impl PingStats {
             ..Self::default()
         };
         if let Some(rtt) = out.lines().find(|l| l.starts_with("rtt ")) {
+            // "rtt min/avg/max/mdev = 0.045/0.061/0.079/0.012 ms[, pipe 4]"
             let vals: Vec<f64> = rtt
                 .split('=')
                 .nth(1)
+                .and_then(|v| v.split_whitespace().next())
                 .ok_or_else(bad)?
-                .trim()
-                .trim_end_matches("ms")
-                .trim()
                 .split('/')
                 .map(|v| v.parse::<f64>().map_err(|_| bad()))
                 .collect::<Result<_>>()?;
@@ -271,6 +270,10 @@ mod tests {
         assert_eq!((s.transmitted, s.received), (5, 4));
         assert!((s.rtt_avg_ms - 0.061).abs() < 1e-9);
         assert!((s.loss_pct() - 20.0).abs() < 1e-9);
+        let piped = "20 packets transmitted, 20 received, 0% packet loss, time 556ms\n\
+                     rtt min/avg/max/mdev = 0.299/11.586/85.217/22.753 ms, pipe 4\n";
+        let s = PingStats::parse(piped).unwrap();
+        assert!((s.rtt_max_ms - 85.217).abs() < 1e-9);
         let lost = "3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2ms\n";
         let s = PingStats::parse(lost).unwrap();
         assert_eq!((s.transmitted, s.received), (3, 0));
