@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::claim::{SignedRecord, MAX_GROUP_LEN, MAX_OWNER_LEN};
-use super::slot::{Ctx, Slot};
+use super::ctx::Ctx;
+use super::slot::Slot;
 use super::{Action, AddrError, Assignment, Config, DhtFailure, Random, Range, RequestId, Stats};
 
 /// Allocates (or claims the fixed) virtual addresses of one node in one

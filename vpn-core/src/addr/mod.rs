@@ -91,8 +91,10 @@
 
 mod allocator;
 pub mod claim;
+mod ctx;
 pub mod lookup;
 pub mod range;
+mod search;
 mod slot;
 
 #[cfg(test)]

@@ -1,56 +1,13 @@
 //! The allocation state machine of one range (one address family).
 
-use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::claim::{dht_key, latest_per_owner, ms, resolve, Claim, SignedRecord};
-use super::range::{index_from_bytes, Range};
-use super::{Action, AddrError, Assignment, Config, LostReason, Random, RequestId, Stats};
-
-/// What a slot needs from its allocator while it handles one input.
-pub(super) struct Ctx<'a> {
-    pub cfg: &'a Config,
-    pub group: &'a str,
-    pub owner: &'a [u8],
-    pub rng: &'a mut dyn Random,
-    pub out: &'a mut VecDeque<Action>,
-    pub next_id: &'a mut u64,
-    pub stats: &'a mut Stats,
-}
-
-impl Ctx<'_> {
-    fn id(&mut self) -> RequestId {
-        *self.next_id += 1;
-        RequestId(*self.next_id)
-    }
-
-    fn get(&mut self, addr: IpAddr) -> RequestId {
-        let id = self.id();
-        self.stats.gets += 1;
-        let key = dht_key(self.group, addr);
-        self.out.push_back(Action::Get { id, key });
-        id
-    }
-
-    fn put(&mut self, claim: &Claim) -> RequestId {
-        let id = self.id();
-        self.stats.puts += 1;
-        self.out.push_back(Action::Put {
-            id,
-            key: dht_key(self.group, claim.addr),
-            value: claim.encode(),
-            expires: claim.expiry,
-        });
-        id
-    }
-
-    fn random_index(&mut self, n: u128) -> u128 {
-        let mut b = [0u8; 16];
-        self.rng.fill(&mut b);
-        index_from_bytes(&b, n)
-    }
-}
+use super::ctx::Ctx;
+use super::range::Range;
+use super::search::Search;
+use super::{Action, AddrError, Assignment, Config, LostReason, RequestId};
 
 #[derive(Clone, Debug)]
 enum Phase {
@@ -94,17 +51,6 @@ enum Phase {
 enum HeldReq {
     Renew { req: RequestId, deadline: Duration },
     Check { req: RequestId, deadline: Duration },
-}
-
-/// Where the candidate search stands.
-#[derive(Clone, Debug, Default)]
-struct Search {
-    hashed_done: bool,
-    random_used: u32,
-    /// Random start and progress of the full scan.
-    scan: Option<(u128, u128)>,
-    /// Addresses probed (or lost) in this search.
-    tried: HashSet<IpAddr>,
 }
 
 pub(super) struct Slot {
@@ -251,44 +197,13 @@ impl Slot {
     // ----- candidate search -----
 
     fn pick(&mut self, ctx: &mut Ctx<'_>) -> Option<IpAddr> {
-        if let Assignment::Fixed(a) = self.assignment {
-            return Some(a);
-        }
-        let n = self.range.host_count();
-        let ok = |s: &Search, r: &Range, a: IpAddr| r.is_assignable(a) && !s.tried.contains(&a);
-        if !self.search.hashed_done {
-            self.search.hashed_done = true;
-            let a = self
-                .range
-                .host(self.range.hashed_index(ctx.group, ctx.owner));
-            if ok(&self.search, &self.range, a) {
-                return Some(a);
+        match self.assignment {
+            Assignment::Fixed(a) => Some(a),
+            Assignment::Allocate => {
+                self.search
+                    .pick(&self.range, ctx.group, ctx.owner, ctx.cfg, &mut *ctx.rng)
             }
         }
-        while self.search.random_used < ctx.cfg.random_probes {
-            self.search.random_used += 1;
-            let a = self.range.host(ctx.random_index(n));
-            if ok(&self.search, &self.range, a) {
-                return Some(a);
-            }
-        }
-        if n > ctx.cfg.scan_limit {
-            return None;
-        }
-        let (start, mut pos) = match self.search.scan {
-            Some(s) => s,
-            None => (ctx.random_index(n), 0),
-        };
-        while pos < n {
-            let a = self.range.host(start + pos);
-            pos += 1;
-            if ok(&self.search, &self.range, a) {
-                self.search.scan = Some((start, pos));
-                return Some(a);
-            }
-        }
-        self.search.scan = Some((start, pos));
-        None
     }
 
     /// Probes the next candidate, or reports the range full and waits.
