@@ -17,17 +17,17 @@ use crate::util::{describe, is_root, output_ok, run_ok};
 
 /// Debian packages the project's commands use.
 pub const APT_PACKAGES: &[&str] = &[
-    "iproute2",        // ip, tc, ss, bridge
-    "iputils-ping",    // ping
-    "iperf3",          // throughput (tests, demo, bench)
-    "nftables",        // nft (teardown checks; gateways later)
-    "bpftool",         // program inspection in tests and the demo
-    "tcpdump",         // "no plaintext on the underlay" test
-    "ethtool",         // offload inspection
-    "sockperf",        // latency benchmark
-    "wireguard-tools", // configures boringtun in the benchmark
-    "procps",          // sysctl
-    "openssl",         // PKI interop tests (openssl x509/verify/crl)
+    "iproute2",          // ip, tc, ss, bridge
+    "iputils-ping",      // ping
+    "iperf3",            // throughput (tests, demo, bench)
+    "nftables",          // nft (teardown checks; gateways later)
+    "bpftool",           // program inspection in tests and the demo
+    "tcpdump",           // "no plaintext on the underlay" test
+    "ethtool",           // offload inspection
+    "sockperf",          // latency benchmark
+    "wireguard-tools",   // configures boringtun in the benchmark
+    "procps",            // sysctl
+    "openssl",           // PKI interop tests (openssl x509/verify/crl)
     "fonts-dejavu-core", // font for the plots (relay-sim, bench)
 ];
 
