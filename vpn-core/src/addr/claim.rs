@@ -120,10 +120,12 @@ pub struct SignedRecord {
     pub value: Vec<u8>,
 }
 
-/// The DHT key of the claims on `addr` in `group`:
-/// `/groupvpn/addr/1/<group>/<address>` (address in its usual text form).
-pub fn dht_key(group: &str, addr: IpAddr) -> Vec<u8> {
-    format!("/groupvpn/addr/{CLAIM_VERSION}/{group}/{addr}").into_bytes()
+/// The DHT key of the claims on `addr`: `/groupvpn/addr/<address>` (address
+/// in its usual text form), the key `vpn-control`'s overlay uses for address
+/// records (`overlay::ids::address_key`). The private DHT is per group, so
+/// the group is not in the key; it is in the claim and checked on read.
+pub fn dht_key(addr: IpAddr) -> Vec<u8> {
+    format!("/groupvpn/addr/{addr}").into_bytes()
 }
 
 /// Truncates to whole milliseconds (the format's precision).

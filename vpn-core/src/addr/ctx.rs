@@ -27,7 +27,7 @@ impl Ctx<'_> {
     pub(super) fn get(&mut self, addr: IpAddr) -> RequestId {
         let id = self.id();
         self.stats.gets += 1;
-        let key = dht_key(self.group, addr);
+        let key = dht_key(addr);
         self.out.push_back(Action::Get { id, key });
         id
     }
@@ -37,7 +37,7 @@ impl Ctx<'_> {
         self.stats.puts += 1;
         self.out.push_back(Action::Put {
             id,
-            key: dht_key(self.group, claim.addr),
+            key: dht_key(claim.addr),
             value: claim.encode(),
             expires: claim.expiry,
         });

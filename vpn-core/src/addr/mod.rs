@@ -105,7 +105,7 @@ use std::time::Duration;
 
 pub use allocator::Allocator;
 pub use claim::{dht_key, latest_per_owner, resolve, Claim, ClaimError, SignedRecord};
-pub use lookup::{owner_of, LookupCache, Owner};
+pub use lookup::{owner_of, Owner};
 pub use range::Range;
 
 /// Source of random bytes (candidate addresses).

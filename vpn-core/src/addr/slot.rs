@@ -401,7 +401,7 @@ impl Slot {
         let Phase::Held { claim, .. } = &self.phase else {
             return;
         };
-        if dht_key(ctx.group, claim.addr) != key {
+        if dht_key(claim.addr) != key {
             return;
         }
         let addr = claim.addr;

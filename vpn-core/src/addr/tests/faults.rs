@@ -48,7 +48,7 @@ fn a_failed_or_unanswered_get_is_retried_after_the_backoff() {
     let mut a = alloc(vec![(one_free(), Assignment::Allocate)]);
     a.start(T0);
     let (id, key) = the_get(&actions(&mut a));
-    assert_eq!(key, dht_key(GROUP, "10.9.0.2".parse().unwrap()));
+    assert_eq!(key, dht_key("10.9.0.2".parse().unwrap()));
     a.handle_get(id, T0, Err(DhtFailure("no peers".into())));
     assert!(actions(&mut a).is_empty());
     assert_eq!(a.poll_timeout(), Some(T0 + cfg.retry_backoff));

@@ -406,7 +406,7 @@ impl Sim {
     /// The winner of the claims stored under `addr`'s key now.
     pub fn dht_winner(&self, addr: IpAddr) -> Option<Vec<u8>> {
         let claims: Vec<Claim> = self
-            .read(&crate::addr::dht_key(GROUP, addr))
+            .read(&crate::addr::dht_key(addr))
             .iter()
             .filter_map(|r| Claim::decode(&r.value).ok())
             .collect();

@@ -26,7 +26,7 @@ fn acquired_at(sim: &Sim, i: usize, addr: IpAddr) -> Option<Duration> {
 
 /// The live claim of `owner_bytes` under `addr`'s key.
 fn stored_claim(sim: &Sim, addr: IpAddr, owner_bytes: &[u8]) -> Option<Claim> {
-    sim.read(&dht_key(GROUP, addr))
+    sim.read(&dht_key(addr))
         .iter()
         .filter_map(|r| Claim::decode(&r.value).ok())
         .find(|c| c.owner == owner_bytes && !c.released)
@@ -271,9 +271,9 @@ fn fixed_address_beats_an_allocated_one() {
     sim.start(b);
     sim.run_until(T0 + secs(66));
     assert_eq!(only(&sim, b), Some(x));
-    let recs = sim.read(&dht_key(GROUP, x));
+    let recs = sim.read(&dht_key(x));
     let now = sim.now;
-    sim.nodes[a].alloc.observe(&dht_key(GROUP, x), &recs, now);
+    sim.nodes[a].alloc.observe(&dht_key(x), &recs, now);
     assert_eq!(sim.nodes[a].alloc.addresses(), vec![]);
 }
 
@@ -356,7 +356,7 @@ fn ipv4_and_ipv6_ranges_each_get_an_address() {
 fn garbage_and_forged_records_are_ignored_and_counted() {
     let mut sim = Sim::new(11, Knobs::default());
     let x = ip("10.9.0.2");
-    let key = dht_key(GROUP, x);
+    let key = dht_key(x);
     let far = T0 + secs(3600);
     sim.inject(
         key.clone(),
