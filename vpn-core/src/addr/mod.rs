@@ -22,8 +22,8 @@
 //!    [`Config::full_retry`].
 //! 2. **Probe.** [`Action::Get`] of the candidate's key ([`dht_key`]). If
 //!    another owner has a live claim there, the address is taken: next
-//!    candidate. (An unexpired claim of our own from before a restart is
-//!    taken over, keeping its `since`.)
+//!    candidate. (An unexpired claim of our own from before a restart, with
+//!    no other live claim beside it, is taken over, keeping its `since`.)
 //! 3. **Claim.** [`Action::Put`] of a fresh [`Claim`] (lease
 //!    [`Config::lease`], `since` = `lease_start` = now).
 //! 4. **Confirm (read after write).** [`Config::settle`] after the put was
@@ -76,6 +76,15 @@
 //! * A claim with the *fixed* flag must be checked against the owner's
 //!   certificate (its fixed address) before it reaches the core; otherwise
 //!   drop it.
+//! * [`SignedRecord::owner`] is the signer's `PeerId::to_bytes()` and
+//!   [`SignedRecord::value`] the exact bytes the core gave to `Put` (if the
+//!   overlay's record payload also carries the owner's certificate, strip
+//!   it). Optionally, claims for a held key that reach the node otherwise
+//!   (stored on it as a replica) go to [`Allocator::observe`], so a holder
+//!   that lost does not wait for its next check.
+//! * Releasing: on shutdown call [`Allocator::release`], carry out the
+//!   tombstone puts, and wait for their answers a bounded time (a second or
+//!   two) before leaving the DHT.
 //!
 //! # Timers ([`Config::default`])
 //!
