@@ -505,6 +505,12 @@ impl Slot {
             return;
         };
         match resolve(claims, now) {
+            Some(w) if w.owner == ctx.owner && w.seq < claim.seq => {
+                // Our last renewal is not visible (lost): put it again now,
+                // before the older claim runs out and the address looks free.
+                ctx.stats.lost_writes += 1;
+                self.renew_now(now, ctx);
+            }
             Some(w) if w.owner == ctx.owner => {}
             Some(w) => {
                 ctx.stats.conflicts_lost += 1;
@@ -527,12 +533,16 @@ impl Slot {
                 // Our claim vanished (store loss, or we could not renew in
                 // time): put it again at once.
                 ctx.stats.lost_writes += 1;
-                if let Phase::Held { renew_at, .. } = &mut self.phase {
-                    *renew_at = now;
-                }
-                self.handle_held_timers(now, ctx);
+                self.renew_now(now, ctx);
             }
         }
+    }
+
+    fn renew_now(&mut self, now: Duration, ctx: &mut Ctx<'_>) {
+        if let Phase::Held { renew_at, .. } = &mut self.phase {
+            *renew_at = now;
+        }
+        self.handle_held_timers(now, ctx);
     }
 
     pub(super) fn handle_timeout(&mut self, now: Duration, ctx: &mut Ctx<'_>) {
