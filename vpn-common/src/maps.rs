@@ -125,7 +125,8 @@ pub struct RxSession {
     pub _pad0: u32,
     pub replay: ReplayWindow,
 }
-const _: () = assert!(core::mem::size_of::<RxSession>() == 40 + core::mem::size_of::<ReplayWindow>());
+const _: () =
+    assert!(core::mem::size_of::<RxSession>() == 40 + core::mem::size_of::<ReplayWindow>());
 
 /// Per-peer traffic counters (per CPU in the kernel; summed by userspace).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

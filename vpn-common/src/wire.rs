@@ -52,7 +52,11 @@ pub const MIN_INNER_LEN: usize = 20;
 /// Computes the VPN interface MTU for an underlay MTU, given whether the
 /// underlay path is IPv6. Clamped to what the data plane can carry.
 pub const fn vpn_mtu(underlay_mtu: u32, underlay_v6: bool) -> u32 {
-    let overhead = if underlay_v6 { OVERHEAD_V6 } else { OVERHEAD_V4 } as u32;
+    let overhead = if underlay_v6 {
+        OVERHEAD_V6
+    } else {
+        OVERHEAD_V4
+    } as u32;
     let mtu = underlay_mtu.saturating_sub(overhead);
     if mtu > MAX_INNER_LEN as u32 {
         MAX_INNER_LEN as u32
