@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::kad::store::MemoryStore;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
@@ -18,6 +18,10 @@ use super::gate::MembersOnly;
 use super::ids;
 use super::membership::{MembershipRequest, MembershipResponse};
 use super::OverlayError;
+
+/// Providers kept per key in the public DHT store (rust-libp2p's default is
+/// 20).
+pub const MAX_PROVIDERS_PER_KEY: usize = 4096;
 
 /// Which transport a node uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +82,17 @@ fn public_kad(kp: &Keypair, protocol: StreamProtocol) -> kad::Behaviour<MemorySt
     let peer = kp.public().to_peer_id();
     let mut cfg = kad::Config::new(protocol);
     cfg.set_query_timeout(Duration::from_secs(30));
-    let mut k = kad::Behaviour::with_config(peer, MemoryStore::new(peer), cfg);
+    // rust-libp2p keeps 20 providers per key by default (its replication
+    // factor), which would hide members of larger groups from each other;
+    // keep as many as a group has members (go-libp2p does not cap them).
+    let store = MemoryStore::with_config(
+        peer,
+        MemoryStoreConfig {
+            max_providers_per_key: MAX_PROVIDERS_PER_KEY,
+            ..MemoryStoreConfig::default()
+        },
+    );
+    let mut k = kad::Behaviour::with_config(peer, store, cfg);
     // Explicit server mode: nodes on the memory transport or a LAN have no
     // confirmed external address, which would leave Kademlia in client mode.
     k.set_mode(Some(kad::Mode::Server));
