@@ -409,3 +409,59 @@ async fn session_requests_between_members() {
         Err(OverlayError::NotMember(p)) if p == stranger
     ));
 }
+
+/// A newer CRL that revokes a member expels it at once: it leaves the member
+/// table and the private routing table, its resolution is no longer served,
+/// and the expulsion is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_member_is_expelled() {
+    let base = port_base(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut net = public_nodes(base);
+    let ca = ca();
+    let (a, mut ea) = start_member_with_events(&mut net, &ca, &ca, addr_of(0), base + 100);
+    let b = start_member(&mut net, &ca, &ca, addr_of(1), base + 101);
+    wait_until(deadline, "a to resolve b", || async {
+        matches!(a.resolve(addr_of(1)).await, Ok(r) if r.peer == b.peer_id())
+    })
+    .await;
+    let serial = vpn_pki::MemberCert::from_der(&a.resolve(addr_of(1)).await.unwrap().cert)
+        .unwrap()
+        .info()
+        .serial
+        .clone();
+    let now = SystemTime::now();
+    let crl = ca
+        .sign_crl(
+            &[vpn_pki::RevokedEntry {
+                serial,
+                revoked_at: now,
+                reason: vpn_pki::RevocationReason::KeyCompromise,
+            }],
+            1,
+            now,
+            DAY,
+        )
+        .unwrap();
+    a.set_crl(crl).await.unwrap();
+    assert!(!a.members().await.unwrap().contains(&b.peer_id()));
+    assert!(!a
+        .private_routing_table()
+        .await
+        .unwrap()
+        .contains(&b.peer_id()));
+    assert!(
+        a.resolve(addr_of(1)).await.is_err(),
+        "revoked member's claim still resolves"
+    );
+    assert_eq!(a.stats().await.unwrap().members_expelled, 1);
+    let mut expelled = false;
+    while let Ok(ev) = ea.try_recv() {
+        if let OverlayEvent::MemberExpelled(p, reason) = ev {
+            assert_eq!(p, b.peer_id());
+            assert!(reason.contains("revoked"), "{reason}");
+            expelled = true;
+        }
+    }
+    assert!(expelled, "no MemberExpelled event");
+}
