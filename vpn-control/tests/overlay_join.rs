@@ -465,3 +465,75 @@ async fn revoked_member_is_expelled() {
     }
     assert!(expelled, "no MemberExpelled event");
 }
+
+/// Two overlay nodes negotiate data-plane keys with the session core over
+/// the `session` protocol: each side's sending key is the other's receiving
+/// key under the index the other chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_negotiate_session_keys() {
+    use vpn_control::overlay::session_driver;
+    let base = port_base(6);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut net = public_nodes(base);
+    let ca = ca();
+    let mut drivers = Vec::new();
+    for i in 0..2 {
+        let id = NodeIdentity::generate();
+        let cert = cert_for(&ca, &id, addr_of(i));
+        let mut cfg = OverlayConfig::new(
+            GROUP.into(),
+            ca.certificate().clone(),
+            cert.clone(),
+            ids::keypair_of(&id),
+        );
+        cfg.transport = TransportKind::Memory;
+        cfg.listen = vec![mem(base + 100 + i as u64)];
+        cfg.bootstrap = net.bootstrap.clone();
+        cfg.timers = timers();
+        let (client, ev_loop, events) = overlay::new(cfg).unwrap();
+        net.tasks.push(tokio::spawn(ev_loop.run()));
+        let (driver, keys, task) = session_driver::start(
+            client.clone(),
+            events,
+            &cert,
+            vpn_core::session::Config::default(),
+            vpn_core::session::SystemEntropy::new(),
+        )
+        .unwrap();
+        net.tasks.push(tokio::spawn(task));
+        drivers.push((client, driver, keys));
+    }
+    let (a, a_drv, a_keys) = &drivers[0];
+    let (b, _, b_keys) = &drivers[1];
+    wait_until(deadline, "a and b to verify each other", || async {
+        a.members().await.unwrap().len() == 1 && b.members().await.unwrap().len() == 1
+    })
+    .await;
+    a_drv.connect(b.peer_id()).await.unwrap();
+    wait_until(deadline, "both sides to hold a sending key", || async {
+        let ka = a_keys
+            .borrow()
+            .get(&b.peer_id())
+            .and_then(|k| k.tx)
+            .is_some();
+        let kb = b_keys
+            .borrow()
+            .get(&a.peer_id())
+            .and_then(|k| k.tx)
+            .is_some();
+        ka && kb
+    })
+    .await;
+    let ka = a_keys.borrow().get(&b.peer_id()).cloned().unwrap();
+    let kb = b_keys.borrow().get(&a.peer_id()).cloned().unwrap();
+    let (ta, tb) = (ka.tx.unwrap(), kb.tx.unwrap());
+    assert!(kb
+        .rx
+        .iter()
+        .any(|r| r.local_index == ta.remote_index && r.key == ta.key));
+    assert!(ka
+        .rx
+        .iter()
+        .any(|r| r.local_index == tb.remote_index && r.key == tb.key));
+    assert_ne!(ta.key, tb.key, "directional keys must differ");
+}

@@ -300,7 +300,10 @@ impl EventLoop {
                 }
                 if new {
                     debug!(%peer, "overlay: member verified");
-                    self.emit(OverlayEvent::MemberJoined(peer));
+                    self.emit(OverlayEvent::MemberJoined {
+                        peer,
+                        cert: cert.to_vec(),
+                    });
                 }
                 Ok(())
             }

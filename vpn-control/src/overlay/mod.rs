@@ -30,6 +30,7 @@ pub mod membership;
 mod public_node;
 pub mod record;
 pub mod resolve;
+pub mod session_driver;
 
 use std::time::Duration;
 
@@ -152,7 +153,12 @@ impl OverlayConfig {
 #[derive(Debug)]
 pub enum OverlayEvent {
     /// A peer's certificate verified.
-    MemberJoined(PeerId),
+    MemberJoined {
+        /// The member.
+        peer: PeerId,
+        /// Its certificate (DER).
+        cert: Vec<u8>,
+    },
     /// A member was expelled (expired, revoked).
     MemberExpelled(PeerId, String),
     /// A session handshake request from a verified member (for
