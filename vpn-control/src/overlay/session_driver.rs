@@ -33,6 +33,9 @@ pub struct PeerKeys {
     pub rx: Vec<RxKey>,
 }
 
+/// The current key sets of all peers (updated on every install/remove).
+pub type KeySets = watch::Receiver<BTreeMap<PeerId, PeerKeys>>;
+
 /// Errors of the driver.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -80,7 +83,7 @@ pub fn start<E: Entropy + Send + 'static>(
 ) -> Result<
     (
         SessionDriver,
-        watch::Receiver<BTreeMap<PeerId, PeerKeys>>,
+        KeySets,
         impl std::future::Future<Output = ()> + Send,
     ),
     DriverError,
