@@ -14,7 +14,7 @@ use libp2p::kad::{
     self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, Record, RecordKey,
 };
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -27,9 +27,11 @@ use super::behaviour::{
 };
 use super::client::Command;
 use super::ids;
-use super::membership::{MemberTable, MembershipRequest, MembershipResponse};
+use super::membership::{MemberTable, MembershipRequest};
 use super::resolve::{check_address_record, AddressClaim, ResolveCache, Resolved};
 use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
+
+mod requests;
 
 type ResolveReply = oneshot::Sender<Result<Resolved, OverlayError>>;
 type SessionAnswer = std::pin::Pin<
@@ -559,130 +561,6 @@ impl EventLoop {
                     Err(_) => Err(OverlayError::NotFound(addr)),
                 });
             }
-        }
-    }
-
-    fn on_membership(
-        &mut self,
-        ev: request_response::Event<MembershipRequest, MembershipResponse>,
-    ) {
-        use request_response::{Event, Message};
-        match ev {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let resp = match self.admit(peer, &request.cert) {
-                    Ok(()) => MembershipResponse::Accepted {
-                        cert: self.own_cert.clone(),
-                    },
-                    Err(reason) => MembershipResponse::Refused { reason },
-                };
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .membership
-                    .send_response(channel, resp);
-            }
-            Event::Message {
-                peer,
-                message: Message::Response { response, .. },
-                ..
-            } => {
-                self.membership_pending.remove(&peer);
-                match response {
-                    MembershipResponse::Accepted { cert } => {
-                        let _ = self.admit(peer, &cert);
-                    }
-                    MembershipResponse::Refused { reason } => {
-                        self.stats.refused_by_peer += 1;
-                        self.backoff.insert(peer, Instant::now());
-                        warn!(%peer, %reason, "overlay: peer refused our certificate");
-                    }
-                }
-            }
-            Event::OutboundFailure { peer, error, .. } => {
-                self.membership_pending.remove(&peer);
-                debug!(%peer, "overlay: membership request failed: {error}");
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, "overlay: inbound membership request failed: {error}");
-            }
-            Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn on_session(&mut self, ev: request_response::Event<SessionRequest, SessionResponse>) {
-        use request_response::{Event, Message};
-        match ev {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let resp = if !self.members.is_member(&peer) {
-                    self.stats.private_requests_refused += 1;
-                    warn!(%peer, "overlay: session request from a non-member refused");
-                    SessionResponse::Refused("not a verified member".into())
-                } else {
-                    // The owner (session core driver) answers through the
-                    // one-shot; the response goes out when it does.
-                    let (tx, rx) = oneshot::channel();
-                    match self.events.try_send(OverlayEvent::SessionRequest {
-                        peer,
-                        msg: request.0,
-                        reply: tx,
-                    }) {
-                        Ok(()) => {
-                            self.session_answers
-                                .push(Box::pin(async move { (channel, rx.await.ok()) }));
-                            return;
-                        }
-                        Err(_) => {
-                            self.stats.events_dropped += 1;
-                            SessionResponse::Refused("busy".into())
-                        }
-                    }
-                };
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .session
-                    .send_response(channel, resp);
-            }
-            Event::Message {
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(tx) = self.session_pending.remove(&request_id) {
-                    let _ = tx.send(match response {
-                        SessionResponse::Reply(b) => Ok(b),
-                        SessionResponse::Refused(r) => Err(OverlayError::Request(r)),
-                    });
-                }
-            }
-            Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(tx) = self.session_pending.remove(&request_id) {
-                    let _ = tx.send(Err(OverlayError::Request(error.to_string())));
-                }
-            }
-            Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, "overlay: inbound session request failed: {error}");
-            }
-            Event::ResponseSent { .. } => {}
         }
     }
 

@@ -1,0 +1,143 @@
+//! The request-response protocols of the event loop: `membership`
+//! (certificate exchange, the gate's entry) and `session` (handshake
+//! messages for the session core, members only).
+
+use std::time::Instant;
+
+use libp2p::request_response;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::super::behaviour::{SessionRequest, SessionResponse};
+use super::super::membership::{MembershipRequest, MembershipResponse};
+use super::super::{OverlayError, OverlayEvent};
+use super::EventLoop;
+
+impl EventLoop {
+    pub(super) fn on_membership(
+        &mut self,
+        ev: request_response::Event<MembershipRequest, MembershipResponse>,
+    ) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let resp = match self.admit(peer, &request.cert) {
+                    Ok(()) => MembershipResponse::Accepted {
+                        cert: self.own_cert.clone(),
+                    },
+                    Err(reason) => MembershipResponse::Refused { reason },
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .membership
+                    .send_response(channel, resp);
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => {
+                self.membership_pending.remove(&peer);
+                match response {
+                    MembershipResponse::Accepted { cert } => {
+                        let _ = self.admit(peer, &cert);
+                    }
+                    MembershipResponse::Refused { reason } => {
+                        self.stats.refused_by_peer += 1;
+                        self.backoff.insert(peer, Instant::now());
+                        warn!(%peer, %reason, "overlay: peer refused our certificate");
+                    }
+                }
+            }
+            Event::OutboundFailure { peer, error, .. } => {
+                self.membership_pending.remove(&peer);
+                debug!(%peer, "overlay: membership request failed: {error}");
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "overlay: inbound membership request failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    pub(super) fn on_session(
+        &mut self,
+        ev: request_response::Event<SessionRequest, SessionResponse>,
+    ) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let resp = if !self.members.is_member(&peer) {
+                    self.stats.private_requests_refused += 1;
+                    warn!(%peer, "overlay: session request from a non-member refused");
+                    SessionResponse::Refused("not a verified member".into())
+                } else {
+                    // The owner (session core driver) answers through the
+                    // one-shot; the response goes out when it does.
+                    let (tx, rx) = oneshot::channel();
+                    match self.events.try_send(OverlayEvent::SessionRequest {
+                        peer,
+                        msg: request.0,
+                        reply: tx,
+                    }) {
+                        Ok(()) => {
+                            self.session_answers
+                                .push(Box::pin(async move { (channel, rx.await.ok()) }));
+                            return;
+                        }
+                        Err(_) => {
+                            self.stats.events_dropped += 1;
+                            SessionResponse::Refused("busy".into())
+                        }
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .session
+                    .send_response(channel, resp);
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.session_pending.remove(&request_id) {
+                    let _ = tx.send(match response {
+                        SessionResponse::Reply(b) => Ok(b),
+                        SessionResponse::Refused(r) => Err(OverlayError::Request(r)),
+                    });
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(tx) = self.session_pending.remove(&request_id) {
+                    let _ = tx.send(Err(OverlayError::Request(error.to_string())));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "overlay: inbound session request failed: {error}");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+}
