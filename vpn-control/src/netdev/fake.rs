@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use super::rps::Spread;
 use super::{LinkKind, LinkSettings, LinkState, NetConfig, NetError, RouteInfo};
 use crate::config::values::{prefix_contains, InterfaceAddress};
 use crate::dataplane::Prefix;
@@ -15,6 +16,8 @@ pub struct FakeLink {
     pub addresses: Vec<InterfaceAddress>,
     pub routes: Vec<Prefix>,
     pub offloads_off: bool,
+    /// Receive packet steering over all CPUs ([`NetConfig::spread_rx`]).
+    pub rps: bool,
     /// The other end of a veth pair.
     pub pair: Option<u32>,
 }
@@ -65,6 +68,7 @@ impl FakeNet {
                 addresses: vec![],
                 routes: vec![],
                 offloads_off: false,
+                rps: false,
                 pair: None,
             },
         );
@@ -260,6 +264,21 @@ impl NetConfig for FakeNet {
             g.log.push(format!("offloads_off {name}"));
         }
         Ok(())
+    }
+
+    fn spread_rx(&self, name: &str, index: u32) -> Result<Spread, NetError> {
+        let mut g = self.lock();
+        let l = g
+            .links
+            .get_mut(&index)
+            .filter(|l| l.state.name == name)
+            .ok_or_else(|| NetError::Other(format!("no link {name} with index {index}")))?;
+        if l.rps {
+            return Ok(Spread::Unchanged);
+        }
+        l.rps = true;
+        g.log.push(format!("rps {name}"));
+        Ok(Spread::Set)
     }
 
     fn sysctl(&self, key: &str, value: &str) -> Result<bool, NetError> {

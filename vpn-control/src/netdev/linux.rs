@@ -1,5 +1,5 @@
 //! [`NetConfig`] on Linux: rtnetlink for links, addresses and routes, the
-//! ethtool ioctl for offloads, `/proc/sys/net` for sysctls.
+//! ethtool ioctl for offloads, `/proc/sys/net` for sysctls, sysfs for RPS.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -341,6 +341,11 @@ impl NetConfig for LinuxNet {
 
     fn disable_offloads(&self, name: &str) -> Result<(), NetError> {
         super::ethtool::disable_offloads(name).map_err(NetError::Io)
+    }
+
+    fn spread_rx(&self, name: &str, index: u32) -> Result<super::rps::Spread, NetError> {
+        super::rps::spread(std::path::Path::new("/sys"), name, index)
+            .map_err(|e| NetError::Other(format!("RPS on {name}: {e}")))
     }
 
     fn sysctl(&self, key: &str, value: &str) -> Result<bool, NetError> {

@@ -10,12 +10,15 @@
 //! TSO, GSO and GRO off, so every packet reaches `<name>p` as one complete
 //! IP packet with its checksums filled in (DESIGN decision 5). `<name>p`
 //! has no address and IPv6 disabled, so it emits nothing of its own.
+//! Both ends steer received packets over all CPUs (RPS, see [`rps`]), which
+//! keeps every flow in order through the BPF programs.
 //! Userspace path: a TUN device `<name>` (created by [`tun::open`]) with
 //! the same addresses, MTU and routes.
 
 pub mod ethtool;
 pub mod fake;
 pub mod linux;
+pub mod rps;
 pub mod tun;
 
 #[cfg(test)]
@@ -112,6 +115,9 @@ pub trait NetConfig {
     /// Writes `/proc/sys/net/<key>` (e.g. `ipv6/conf/vpn0p/disable_ipv6`).
     /// Returns false if the key does not exist.
     fn sysctl(&self, key: &str, value: &str) -> Result<bool, NetError>;
+    /// Turns receive packet steering over all online CPUs on for every RX
+    /// queue of link `name`, whose index must be `index` ([`rps::spread`]).
+    fn spread_rx(&self, name: &str, index: u32) -> Result<rps::Spread, NetError>;
 }
 
 /// Which kind of VPN interface.
@@ -203,6 +209,18 @@ pub async fn ensure<N: NetConfig>(n: &N, spec: &NetSpec) -> Result<NetHandles, N
             n.del_address(p.index, a).await?;
         }
         n.disable_offloads(&spec.name)?;
+        // Flow-consistent CPUs on both ends: `<name>p` (sender side, runs
+        // `vpn_encrypt`) and `<name>` (after `vpn_decrypt` redirects in).
+        // A performance setting: failing it must not fail the interface.
+        for (dev, index) in [(peer.as_str(), p.index), (spec.name.as_str(), link.index)] {
+            match n.spread_rx(dev, index) {
+                Ok(rps::Spread::Skipped(why)) => {
+                    tracing::info!("{dev}: receive packet steering left alone: {why}")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{dev}: could not set receive packet steering: {e}"),
+            }
+        }
         peer_ifindex = Some(p.index);
     }
     // No IPv6 link-local address on the VPN interface either: it would

@@ -60,6 +60,7 @@ fn veth_from_scratch_then_idempotent() {
     );
     assert_eq!((vpn0p.state.mtu, vpn0p.state.up), (1440, true));
     assert!(vpn0.offloads_off);
+    assert!(vpn0.rps && vpn0p.rps, "RPS on both ends of the pair");
     assert_eq!(vpn0.addresses, spec_veth().addresses);
     assert!(vpn0p.addresses.is_empty());
     assert_eq!(vpn0.routes, vec![parse_prefix("10.99.0.0/16").unwrap()]);
@@ -159,6 +160,7 @@ fn tun_must_exist_and_be_tun() {
     assert_eq!((l.state.mtu, l.state.up), (1440, true));
     assert_eq!(l.addresses.len(), 2);
     assert!(!l.offloads_off);
+    assert!(!l.rps);
     assert!(n.link_named("vpn0p").is_none());
 }
 
