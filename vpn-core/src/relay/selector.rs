@@ -138,8 +138,11 @@ impl<P: Copy + Ord> RelaySelector<P> {
         match (self.current, best) {
             (None, Some(b)) => self.switch_to(now, b, &mut out),
             (None, None) => {}
-            (Some(cur), _) => match ranking.candidates.iter().find(|c| c.id == cur.id) {
-                Some(&cur_now) => {
+            // The current relay is judged against the whole measured overlap,
+            // not the truncated ranking: a working relay that is merely not
+            // among the best `reserve + 1` stays.
+            (Some(cur), _) => match still_usable(now, cur.id, local_set, remote_set) {
+                Some(cur_now) => {
                     self.current = Some(cur_now);
                     if let Some(b) = best {
                         let dwelt = self
@@ -214,4 +217,28 @@ impl<P: Copy + Ord> RelaySelector<P> {
         }
         out
     }
+}
+
+/// The relay `id` as a candidate if both sides still have a measured
+/// connection to it (the first measured entry of each set counts, as in
+/// [`rank`]).
+fn still_usable<P: Copy + Ord>(
+    now: Duration,
+    id: P,
+    local_set: &[Neighbour<P>],
+    remote_set: &[Neighbour<P>],
+) -> Option<Candidate<P>> {
+    let first = |set: &[Neighbour<P>]| {
+        set.iter()
+            .find(|n| n.id == id && n.rtt.is_some())
+            .map(|n| (n.rtt.unwrap_or_default(), n.connected_at))
+    };
+    let (l_rtt, l_at) = first(local_set)?;
+    let (r_rtt, r_at) = first(remote_set)?;
+    Some(Candidate {
+        id,
+        local_rtt: l_rtt,
+        remote_rtt: r_rtt,
+        age: now.saturating_sub(l_at).min(now.saturating_sub(r_at)),
+    })
 }
