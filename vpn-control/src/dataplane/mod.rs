@@ -17,40 +17,9 @@ pub struct Prefix {
     pub len: u8,
 }
 
-/// Key and index for sending to a peer.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TxKey {
-    pub key: [u8; 32],
-    /// The peer's receiver index for this session.
-    pub remote_index: u32,
-    /// First counter to use (a fresh key may start at 0; lab keys start at a
-    /// time-based value so restarts never reuse a nonce).
-    pub initial_counter: u64,
-}
-
-/// Key and index for receiving from a peer.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct RxKey {
-    pub key: [u8; 32],
-    /// Our receiver index for this session.
-    pub local_index: u32,
-}
-
-impl std::fmt::Debug for TxKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxKey")
-            .field("remote_index", &self.remote_index)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for RxKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RxKey")
-            .field("local_index", &self.local_index)
-            .finish_non_exhaustive()
-    }
-}
+/// Send and receive keys as the session core (`vpn_core::session`) produces
+/// them and the data planes install them: one definition for both.
+pub use vpn_core::session::{RxKey, TxKey};
 
 /// One peer as the control plane wants it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -170,20 +170,7 @@ fn apply<E: Entropy>(
                 }));
             }
             Action::Install { peer, tx, rx } => {
-                let set = PeerKeys {
-                    tx: tx.map(|t| TxKey {
-                        key: t.key,
-                        remote_index: t.remote_index,
-                        initial_counter: t.initial_counter,
-                    }),
-                    rx: rx
-                        .into_iter()
-                        .map(|r| RxKey {
-                            key: r.key,
-                            local_index: r.local_index,
-                        })
-                        .collect(),
-                };
+                let set = PeerKeys { tx, rx };
                 keys.send_modify(|m| {
                     m.insert(peer, set);
                 });

@@ -137,18 +137,19 @@ pub use crypto::{Entropy, Identity, SystemEntropy};
 pub use manager::SessionManager;
 pub use queue::PendingQueue;
 
-/// Key and index for sending to a peer (maps onto
-/// `vpn_control::dataplane::TxKey`).
+/// Key and index for sending to a peer (re-exported as
+/// `vpn_control::dataplane::TxKey`; lab keys set `initial_counter` too).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TxKey {
     pub key: [u8; 32],
     /// The peer's receiver index for this session.
     pub remote_index: u32,
-    /// First counter to use: 0 for every fresh key.
+    /// First counter to use: 0 for every fresh key from a handshake; lab
+    /// keys start at a time-based value so restarts never reuse a nonce.
     pub initial_counter: u64,
 }
 
-/// Key and index for receiving from a peer (maps onto
+/// Key and index for receiving from a peer (re-exported as
 /// `vpn_control::dataplane::RxKey`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RxKey {
