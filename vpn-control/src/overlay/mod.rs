@@ -31,6 +31,7 @@ mod public_node;
 pub mod record;
 pub mod resolve;
 pub mod session_driver;
+pub mod view;
 
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub use client::Client;
 pub use event_loop::EventLoop;
 pub use public_node::PublicNode;
 pub use resolve::{AddressClaim, Resolved};
+pub use view::{GroupOverlay, GroupView, PeerView};
 
 /// Overlay errors.
 #[derive(Debug, thiserror::Error)]
