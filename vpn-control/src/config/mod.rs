@@ -2,6 +2,7 @@
 //! into typed structures. Every error names the key path and the problem.
 
 mod lab;
+pub mod overlay;
 mod validate;
 pub mod values;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use overlay::OverlaySection;
 pub use values::{HexKey, InterfaceAddress};
 
 use crate::dataplane::Prefix;
@@ -33,12 +35,16 @@ pub enum DataplaneMode {
 pub struct Config {
     pub interface: InterfaceConfig,
     pub peers: Vec<PeerConfig>,
+    /// The group overlay (certificates); `None` for a lab-only config.
+    pub overlay: Option<OverlaySection>,
 }
 
 /// The `[interface]` table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceConfig {
     pub name: String,
+    /// Configured addresses. May be empty with `[overlay]`: the addresses
+    /// then come from the certificate or the group's allocation.
     pub addresses: Vec<InterfaceAddress>,
     pub dataplane: DataplaneMode,
     pub listen_port: u16,
@@ -102,16 +108,26 @@ pub enum LoadError {
     },
 }
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file. Relative paths in
+/// `[overlay]` are resolved against the file's directory.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
-    Config::parse(&text).map_err(|source| LoadError::Invalid {
+    let mut cfg = Config::parse(&text).map_err(|source| LoadError::Invalid {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    if let Some(o) = &mut cfg.overlay {
+        o.resolve_paths(&dir);
+    }
+    Ok(cfg)
 }
 
 #[derive(Deserialize)]
@@ -120,12 +136,14 @@ struct RawConfig {
     interface: RawInterface,
     #[serde(default)]
     peer: Vec<RawPeer>,
+    overlay: Option<overlay::RawOverlay>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInterface {
     name: String,
+    #[serde(default)]
     addresses: Vec<Parsed<InterfaceAddress>>,
     #[serde(default)]
     dataplane: DataplaneMode,
@@ -177,6 +195,7 @@ impl Config {
             let key = e.path().to_string();
             toml_error(text, &key, e.inner())
         })?;
+        let overlay = raw.overlay.map(|o| o.validate()).transpose()?;
         let name = raw.interface.name;
         let cfg = Config {
             interface: InterfaceConfig {
@@ -204,6 +223,7 @@ impl Config {
                     recv_key: p.recv_key.0,
                 })
                 .collect(),
+            overlay,
         };
         validate::validate(&cfg)?;
         Ok(cfg)

@@ -384,3 +384,128 @@ fn desired_state_from_lab_peers() {
     // Same file, same time: same state (idempotent reconciliation input).
     assert_eq!(c.desired_state(now), d);
 }
+
+const OVERLAY: &str = r#"
+[interface]
+name = "vpn0"
+listen_port = 51830
+
+[overlay]
+identity = "node.key"
+certificate = "certs/node.crt"
+ca = "/etc/groupvpn/ca.crt"
+bootstrap = ["/ip4/192.0.2.10/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"]
+"#;
+
+#[test]
+fn overlay_defaults() {
+    let c = Config::parse(OVERLAY).unwrap();
+    assert!(c.interface.addresses.is_empty());
+    assert!(c.peers.is_empty());
+    let o = c.overlay.unwrap();
+    assert_eq!(o.identity, PathBuf::from("node.key"));
+    assert_eq!(o.crl, None);
+    assert_eq!(o.listen, vec![overlay::DEFAULT_LISTEN.parse().unwrap()]);
+    assert_eq!(o.bootstrap.len(), 1);
+    assert_eq!(o.public_kad_protocol, "/ipfs/kad/1.0.0");
+    assert!(o.announce_listen_addrs);
+    assert_eq!(o.rekey_after, std::time::Duration::from_secs(120));
+    assert_eq!(o.reject_after, std::time::Duration::from_secs(180));
+    assert_eq!(o.first_bootstrap_ip(), Some("192.0.2.10".parse().unwrap()));
+    o.session_config().validate().unwrap();
+}
+
+#[test]
+fn overlay_all_keys_and_short_timers() {
+    let c = Config::parse(&format!(
+        "{OVERLAY}crl = \"ca.crl\"\nlisten = [\"/ip4/10.0.0.1/tcp/4002\", \"/ip6/::/tcp/4002\"]\n\
+         public_kad_protocol = \"/gv/kad/1\"\nannounce_listen_addrs = false\n\
+         rekey_after = \"10s\"\nreject_after = \"20s\"\n"
+    ))
+    .unwrap();
+    let o = c.overlay.unwrap();
+    assert_eq!(o.crl, Some(PathBuf::from("ca.crl")));
+    assert_eq!(o.listen.len(), 2);
+    assert_eq!(o.public_kad_protocol, "/gv/kad/1");
+    assert!(!o.announce_listen_addrs);
+    assert_eq!(o.rekey_after.as_secs(), 10);
+    assert_eq!(o.reject_after.as_secs(), 20);
+    // The core's constraints hold with the shortened delays.
+    let s = o.session_config();
+    s.validate().unwrap();
+    assert_eq!(s.rekey_after_time.as_secs(), 10);
+    assert!(s.responder_rekey_delay <= std::time::Duration::from_secs(5));
+    let m = Config::parse(&format!(
+        "{OVERLAY}rekey_after = \"2m\"\nreject_after = \"1h\"\n"
+    ))
+    .unwrap();
+    assert_eq!(m.overlay.unwrap().rekey_after.as_secs(), 120);
+}
+
+#[test]
+fn overlay_errors() {
+    let with = |extra: &str| err(&format!("{OVERLAY}{extra}\n"));
+    assert_err(
+        with("rekey_after = \"4s\""),
+        "overlay.rekey_after",
+        "minimum",
+    );
+    assert_err(
+        with("rekey_after = \"30s\"\nreject_after = \"30s\""),
+        "overlay.reject_after",
+        "greater than rekey_after",
+    );
+    assert_err(
+        with("reject_after = \"10\""),
+        "overlay.reject_after",
+        "unit",
+    );
+    assert_err(
+        with("rekey_after = \"0s\""),
+        "overlay.rekey_after",
+        "greater than zero",
+    );
+    assert_err(with("listen = []"), "overlay.listen", "at least one");
+    assert_err(
+        with("listen = [\"tcp/4001\"]"),
+        "overlay.listen[0]",
+        "not a multiaddr",
+    );
+    assert_err(
+        with("public_kad_protocol = \"kad\""),
+        "overlay.public_kad_protocol",
+        "'/'",
+    );
+    assert_err(with("crl = \"\""), "overlay.crl", "empty path");
+    assert_err(with("colour = 1"), "overlay.colour", "unknown field");
+    assert_err(
+        err(&OVERLAY.replace(
+            "/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+            "",
+        )),
+        "overlay.bootstrap[0]",
+        "/p2p/",
+    );
+    assert_err(
+        err(&OVERLAY.replace("ca = \"/etc/groupvpn/ca.crt\"\n", "")),
+        "overlay",
+        "missing field `ca`",
+    );
+    // Without [overlay] an address is required.
+    assert_err(
+        err("[interface]\nname = \"vpn0\"\n"),
+        "interface.addresses",
+        "at least one address",
+    );
+}
+
+#[test]
+fn overlay_paths_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, OVERLAY).unwrap();
+    let o = load(&path).unwrap().overlay.unwrap();
+    assert_eq!(o.identity, dir.path().join("node.key"));
+    assert_eq!(o.certificate, dir.path().join("certs/node.crt"));
+    assert_eq!(o.ca, PathBuf::from("/etc/groupvpn/ca.crt"));
+}

@@ -23,10 +23,10 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    if i.addresses.is_empty() {
+    if i.addresses.is_empty() && cfg.overlay.is_none() {
         return Err(ConfigError::new(
             "interface.addresses",
-            "at least one address is required",
+            "at least one address is required (or an [overlay] section, which assigns them)",
         ));
     }
     for (n, a) in i.addresses.iter().enumerate() {
