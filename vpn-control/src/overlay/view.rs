@@ -66,4 +66,13 @@ pub trait GroupOverlay: Send + Sync {
     fn stats(&self) -> BoxFuture<'static, Result<OverlayStats, OverlayError>>;
     /// Releases address claims and stops the overlay (clean shutdown).
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+    /// Data packets sent to and received from each peer since the last
+    /// report, from the data plane's counters (the daemon reports about
+    /// once a second, only peers with traffic). Drives the session core's
+    /// traffic-dependent rekey (`SessionManager::on_traffic`): without
+    /// reports a busy session is never rekeyed and expires at
+    /// `reject_after`. (Added by the daemon, H2; the default ignores it.)
+    fn report_traffic(&self, traffic: Vec<(PeerId, u64, u64)>) {
+        let _ = traffic;
+    }
 }
