@@ -4,6 +4,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod enroll;
 pub mod netdev;
 pub mod overlay;
 pub mod pki_cli;

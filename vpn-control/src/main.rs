@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use vpn_control::{config, control, daemon, pki_cli};
+use vpn_control::{config, control, daemon, enroll, pki_cli};
 
 #[derive(Parser)]
 #[command(name = "vpn-control", version, about = "GroupVPN node daemon and CLI")]
@@ -49,6 +49,24 @@ enum Cmd {
     Cert {
         #[command(subcommand)]
         cmd: pki_cli::CertCmd,
+    },
+    /// Enrol with a group server using the blob from its web page: writes
+    /// node.key, node.crt, ca.crt, ca.crl, server.json and groupvpn.toml.
+    Join {
+        /// The `groupvpn1:...` blob (`-` reads it from stdin).
+        blob: String,
+        /// Node folder.
+        #[arg(long, value_name = "DIR", default_value = "/etc/groupvpn")]
+        dir: PathBuf,
+    },
+    /// Renew the certificate when due and refresh the CRL from the group server.
+    Renew {
+        /// Node folder (as given to `join`).
+        #[arg(long, value_name = "DIR", default_value = "/etc/groupvpn")]
+        dir: PathBuf,
+        /// Renew even if not due yet.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -100,6 +118,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Ca { cmd } => write_stdout(&pki_cli::run_ca(cmd)?)?,
         Cmd::Cert { cmd } => write_stdout(&pki_cli::run_cert(cmd)?)?,
+        Cmd::Join { blob, dir } => {
+            let blob = if blob == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading the blob from stdin")?
+            } else {
+                blob
+            };
+            let report = enroll::join(&blob, &dir, std::time::SystemTime::now())?;
+            write_stdout(&report.to_string())?;
+        }
+        Cmd::Renew { dir, force } => {
+            let out = enroll::renew(&dir, force, std::time::SystemTime::now())?;
+            write_stdout(&out.to_string())?;
+        }
     }
     Ok(())
 }

@@ -29,6 +29,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "procps",            // sysctl
     "openssl",           // PKI interop tests (openssl x509/verify/crl)
     "fonts-dejavu-core", // font for the plots (relay-sim, bench)
+    "chromium",          // group server browser tests (headless)
+    "chromium-driver",   // WebDriver for chromium (the browser tests drive it)
+    "postgresql",        // group server tests and bench against PostgreSQL
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
