@@ -311,6 +311,7 @@ async fn stolen_certificate_is_kept_out() {
                     &peer_id,
                     MembershipRequest {
                         cert: stolen.clone(),
+                        data: Default::default(),
                     },
                 );
                 bh.session

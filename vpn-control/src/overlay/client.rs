@@ -24,6 +24,7 @@ pub(crate) enum Command {
         oneshot::Sender<Result<Vec<u8>, OverlayError>>,
     ),
     SetCrl(Crl, oneshot::Sender<Result<(), OverlayError>>),
+    Announce(Vec<IpAddr>),
     Shutdown,
 }
 
@@ -87,6 +88,16 @@ impl Client {
     /// Installs a newer CRL; members it revokes are expelled at once.
     pub async fn set_crl(&self, crl: Crl) -> Result<(), OverlayError> {
         self.ask(|tx| Command::SetCrl(crl, tx)).await?
+    }
+
+    /// Tells every verified member this node's current virtual addresses
+    /// (with its data port and underlay IPs) through the membership
+    /// protocol.
+    pub async fn announce(&self, addresses: Vec<IpAddr>) -> Result<(), OverlayError> {
+        self.tx
+            .send(Command::Announce(addresses))
+            .await
+            .map_err(|_| OverlayError::Stopped)
     }
 
     /// Stops the event loop.

@@ -27,7 +27,7 @@ use super::behaviour::{
 };
 use super::client::Command;
 use super::ids;
-use super::membership::{MemberTable, MembershipRequest};
+use super::membership::{DataInfo, MemberTable, MembershipRequest};
 use super::resolve::{check_address_record, AddressClaim, ResolveCache, Resolved};
 use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
 
@@ -70,6 +70,11 @@ pub struct EventLoop {
     discovery_delay: std::time::Duration,
     published_at: Option<(Instant, usize)>,
     stats: OverlayStats,
+    /// This node's data-plane information (addresses updated by
+    /// [`Command::Announce`]); listen IPs are added when sent.
+    data: DataInfo,
+    /// Remote IPs of the open connections of each peer, latest first.
+    conn_ips: HashMap<PeerId, Vec<(libp2p::swarm::ConnectionId, IpAddr)>>,
 }
 
 impl EventLoop {
@@ -134,7 +139,61 @@ impl EventLoop {
             found_new: false,
             published_at: None,
             stats: OverlayStats::default(),
+            data: DataInfo::default(),
+            conn_ips: HashMap::new(),
         })
+    }
+
+    /// Sets the data port and the configured underlay IPs announced to
+    /// members (before [`EventLoop::run`]).
+    pub(crate) fn set_data_plane(&mut self, port: u16, ips: Vec<IpAddr>) {
+        self.data.port = port;
+        self.data.ips = ips;
+    }
+
+    /// What this node announces: the configured IPs, then the specific IPs
+    /// of its listen addresses.
+    pub(super) fn own_data(&self) -> DataInfo {
+        let mut d = self.data.clone();
+        for a in self.swarm.listeners() {
+            if let Some(ip) = multiaddr_ip(a) {
+                if !ip.is_unspecified() && !d.ips.contains(&ip) {
+                    d.ips.push(ip);
+                }
+            }
+        }
+        d
+    }
+
+    pub(super) fn emit_member_data(&mut self, peer: PeerId, data: DataInfo) {
+        let observed = self
+            .conn_ips
+            .get(&peer)
+            .map(|v| v.iter().map(|(_, ip)| *ip).collect())
+            .unwrap_or_default();
+        self.emit(OverlayEvent::MemberData {
+            peer,
+            data,
+            observed,
+        });
+    }
+
+    /// Sends this node's current data to every verified member (after its
+    /// addresses changed).
+    fn announce(&mut self, addresses: Vec<IpAddr>) {
+        self.data.addresses = addresses;
+        let data = self.own_data();
+        let peers: Vec<PeerId> = self.members.members().map(|(p, _)| *p).collect();
+        for peer in peers {
+            self.membership_pending.insert(peer);
+            self.swarm.behaviour_mut().membership.send_request(
+                &peer,
+                MembershipRequest {
+                    cert: self.own_cert.clone(),
+                    data: data.clone(),
+                },
+            );
+        }
     }
 
     /// Runs until [`super::Client::shutdown`] or until every client is
@@ -280,10 +339,12 @@ impl EventLoop {
             return;
         }
         self.membership_pending.insert(peer);
+        let data = self.own_data();
         self.swarm.behaviour_mut().membership.send_request(
             &peer,
             MembershipRequest {
                 cert: self.own_cert.clone(),
+                data,
             },
         );
     }
@@ -347,14 +408,40 @@ impl EventLoop {
                     self.swarm.add_external_address(address);
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. }
-                if !self.members.is_member(&peer_id) =>
-            {
-                // No group messages to or from it until it is verified.
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .blacklist_peer(&peer_id);
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                if let Some(ip) = multiaddr_ip(endpoint.get_remote_address()) {
+                    let ips = self.conn_ips.entry(peer_id).or_default();
+                    ips.retain(|(_, i)| *i != ip);
+                    ips.insert(0, (connection_id, ip));
+                }
+                if !self.members.is_member(&peer_id) {
+                    // No group messages to or from it until it is verified.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .blacklist_peer(&peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if let Some(ips) = self.conn_ips.get_mut(&peer_id) {
+                    ips.retain(|(c, _)| *c != connection_id);
+                }
+                if num_established == 0 {
+                    self.conn_ips.remove(&peer_id);
+                    if self.members.is_member(&peer_id) {
+                        self.emit(OverlayEvent::Disconnected(peer_id));
+                    }
+                }
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
             _ => {}
@@ -587,7 +674,9 @@ impl EventLoop {
                 let _ = tx.send(peers);
             }
             Command::Stats(tx) => {
-                let _ = tx.send(self.stats.clone());
+                let mut st = self.stats.clone();
+                st.members = self.members.len() as u64;
+                let _ = tx.send(st);
             }
             Command::SendSession(peer, msg, tx) => {
                 if !self.members.is_member(&peer) {
@@ -611,6 +700,7 @@ impl EventLoop {
                 }
                 let _ = tx.send(res);
             }
+            Command::Announce(addresses) => self.announce(addresses),
             Command::Shutdown => {}
         }
     }
@@ -642,6 +732,15 @@ fn ticker(period: std::time::Duration) -> Interval {
     let mut i = interval(period);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
+}
+
+/// The IP of a multiaddr (`/ip4/...` or `/ip6/...` first component).
+pub(crate) fn multiaddr_ip(a: &Multiaddr) -> Option<IpAddr> {
+    a.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
 }
 
 fn parse_address_key(key: &[u8]) -> Option<IpAddr> {

@@ -7,6 +7,7 @@
 //! then it gets nothing private (see [`super::gate`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use libp2p::PeerId;
@@ -15,11 +16,31 @@ use vpn_pki::{CaCertificate, Crl, MemberInfo};
 
 use super::ids::to_pki_peer;
 
+/// What a member tells verified members about its data plane, inside the
+/// (Noise-authenticated) membership exchange. It is sent with the
+/// certificate on the first exchange and again, as a repeated membership
+/// request, whenever it changes (an address acquired or lost).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// The UDP port of its data plane (0: none).
+    pub port: u16,
+    /// Underlay IPs it can be reached at (configured addresses, then the
+    /// IPs of its specific listen addresses), best first.
+    pub ips: Vec<IpAddr>,
+    /// The virtual addresses it holds now. A receiver believes an address
+    /// only after it resolved it to the sender in the private DHT (or found
+    /// it fixed in the sender's certificate).
+    pub addresses: Vec<IpAddr>,
+}
+
 /// `membership` request: "here is my certificate".
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MembershipRequest {
     /// The sender's member certificate (DER).
     pub cert: Vec<u8>,
+    /// The sender's data-plane information.
+    #[serde(default)]
+    pub data: DataInfo,
 }
 
 /// `membership` response.
@@ -29,6 +50,9 @@ pub enum MembershipResponse {
     Accepted {
         /// The responder's member certificate (DER).
         cert: Vec<u8>,
+        /// The responder's data-plane information.
+        #[serde(default)]
+        data: DataInfo,
     },
     /// The requester's certificate was refused.
     Refused {

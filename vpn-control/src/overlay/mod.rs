@@ -27,6 +27,7 @@ mod event_loop;
 pub mod gate;
 pub mod ids;
 pub mod membership;
+pub mod node;
 mod public_node;
 pub mod record;
 pub mod resolve;
@@ -43,6 +44,7 @@ use vpn_pki::{CaCertificate, Crl};
 pub use behaviour::TransportKind;
 pub use client::Client;
 pub use event_loop::EventLoop;
+pub use node::{NodeConfig, OverlayNode};
 pub use public_node::PublicNode;
 pub use resolve::{AddressClaim, Resolved};
 pub use view::{GroupOverlay, GroupView, PeerView};
@@ -68,6 +70,15 @@ pub enum OverlayError {
     /// A request failed.
     #[error("request failed: {0}")]
     Request(String),
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The address is this node's own.
+    #[error("{0} is this node's own address")]
+    OwnAddress(std::net::IpAddr),
+    /// Address allocation could not be set up.
+    #[error("address allocation: {0}")]
+    Allocation(String),
 }
 
 /// Timers of the overlay.
@@ -174,6 +185,19 @@ pub enum OverlayEvent {
         /// Where the response goes.
         reply: tokio::sync::oneshot::Sender<Vec<u8>>,
     },
+    /// A verified member's data-plane information (after every membership
+    /// exchange with it), with the remote IPs of our open connections to it
+    /// (latest first; the best endpoint candidates).
+    MemberData {
+        /// The member.
+        peer: PeerId,
+        /// What it announced.
+        data: membership::DataInfo,
+        /// The IPs its connections come from.
+        observed: Vec<std::net::IpAddr>,
+    },
+    /// The last connection to a verified member closed.
+    Disconnected(PeerId),
     /// A message on the group topic from a verified member.
     GroupMessage {
         /// Its author.
@@ -207,6 +231,8 @@ pub struct OverlayStats {
     pub members_expelled: u64,
     /// Events dropped because the owner's event channel was full.
     pub events_dropped: u64,
+    /// Verified members now.
+    pub members: u64,
 }
 
 impl OverlayStats {

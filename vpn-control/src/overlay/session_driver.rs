@@ -58,6 +58,7 @@ pub fn identity(peer: &PeerId, cert: &[u8]) -> Identity {
 #[derive(Clone, Debug)]
 pub struct SessionDriver {
     tx: mpsc::Sender<PeerId>,
+    traffic: mpsc::Sender<Vec<(PeerId, u64, u64)>>,
 }
 
 impl SessionDriver {
@@ -65,6 +66,14 @@ impl SessionDriver {
     /// made).
     pub async fn connect(&self, peer: PeerId) -> Result<(), OverlayError> {
         self.tx.send(peer).await.map_err(|_| OverlayError::Stopped)
+    }
+
+    /// Packets sent to and received from peers since the last report
+    /// (drives the traffic-dependent rekey). Never blocks: a report that
+    /// finds the queue full is dropped (the next one carries new deltas;
+    /// a rekey starts on any later report).
+    pub fn report_traffic(&self, traffic: Vec<(PeerId, u64, u64)>) {
+        let _ = self.traffic.try_send(traffic);
     }
 }
 
@@ -91,9 +100,17 @@ pub fn start<E: Entropy + Send + 'static>(
     let local = identity(&client.peer_id(), own_cert);
     let mgr = SessionManager::new(cfg, local, entropy)?;
     let (connect_tx, connect_rx) = mpsc::channel(64);
+    let (traffic_tx, traffic_rx) = mpsc::channel(16);
     let (keys_tx, keys_rx) = watch::channel(BTreeMap::new());
-    let task = run(client, events, mgr, connect_rx, keys_tx);
-    Ok((SessionDriver { tx: connect_tx }, keys_rx, task))
+    let task = run(client, events, mgr, connect_rx, traffic_rx, keys_tx);
+    Ok((
+        SessionDriver {
+            tx: connect_tx,
+            traffic: traffic_tx,
+        },
+        keys_rx,
+        task,
+    ))
 }
 
 async fn run<E: Entropy>(
@@ -101,6 +118,7 @@ async fn run<E: Entropy>(
     mut events: mpsc::Receiver<OverlayEvent>,
     mut mgr: SessionManager<PeerId, E>,
     mut connect: mpsc::Receiver<PeerId>,
+    mut traffic: mpsc::Receiver<Vec<(PeerId, u64, u64)>>,
     keys: watch::Sender<BTreeMap<PeerId, PeerKeys>>,
 ) {
     let origin = Instant::now();
@@ -135,6 +153,12 @@ async fn run<E: Entropy>(
             Some(peer) = connect.recv() => {
                 if let Err(e) = mgr.connect(now(), &peer) {
                     warn!(%peer, "session: connect: {e}");
+                }
+            }
+            Some(report) = traffic.recv() => {
+                for (peer, sent, received) in report {
+                    // Peers without a session (or not admitted) are ignored.
+                    let _ = mgr.on_traffic(now(), &peer, sent, received);
                 }
             }
             Some((peer, res)) = pending.next(), if !pending.is_empty() => match res {

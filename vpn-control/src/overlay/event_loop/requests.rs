@@ -29,9 +29,13 @@ impl EventLoop {
                 ..
             } => {
                 let resp = match self.admit(peer, &request.cert) {
-                    Ok(()) => MembershipResponse::Accepted {
-                        cert: self.own_cert.clone(),
-                    },
+                    Ok(()) => {
+                        self.emit_member_data(peer, request.data);
+                        MembershipResponse::Accepted {
+                            cert: self.own_cert.clone(),
+                            data: self.own_data(),
+                        }
+                    }
                     Err(reason) => MembershipResponse::Refused { reason },
                 };
                 let _ = self
@@ -47,8 +51,10 @@ impl EventLoop {
             } => {
                 self.membership_pending.remove(&peer);
                 match response {
-                    MembershipResponse::Accepted { cert } => {
-                        let _ = self.admit(peer, &cert);
+                    MembershipResponse::Accepted { cert, data } => {
+                        if self.admit(peer, &cert).is_ok() {
+                            self.emit_member_data(peer, data);
+                        }
                     }
                     MembershipResponse::Refused { reason } => {
                         self.stats.refused_by_peer += 1;
