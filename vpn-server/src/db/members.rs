@@ -465,3 +465,21 @@ pub async fn revoked_certs(
     .await?;
     Ok(rows.iter().map(cert_from_row).collect::<Result<_, _>>()?)
 }
+
+/// For each member of the group with an unrevoked certificate: the latest
+/// notAfter.
+pub async fn cert_expiries(
+    conn: &mut AnyConnection,
+    group_id: i64,
+) -> AppResult<std::collections::HashMap<i64, i64>> {
+    let rows = sqlx::query(
+        "SELECT member_id, MAX(not_after) AS na FROM certificates \
+         WHERE group_id = $1 AND revoked_at IS NULL GROUP BY member_id",
+    )
+    .bind(group_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((col(r, "member_id")?, col(r, "na")?)))
+        .collect()
+}
