@@ -235,3 +235,74 @@ pub fn still_linked(ids: &BTreeSet<u32>) -> Result<Vec<u32>> {
         .filter(|id| ids.contains(id))
         .collect())
 }
+
+/// Ids of the BPF maps a process holds file descriptors to.
+pub fn process_maps(pid: i32) -> Result<BTreeSet<u32>> {
+    let mut ids = BTreeSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let e = e?;
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if target.to_string_lossy() != "anon_inode:bpf-map" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        ids.extend(
+            info.lines()
+                .find_map(|l| l.strip_prefix("map_id:"))
+                .and_then(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    Ok(ids)
+}
+
+/// The id of the map called `name` among those process `pid` holds.
+pub fn process_map_by_name(pid: i32, name: &str) -> Result<Option<u32>> {
+    for id in process_maps(pid)? {
+        let v = bpftool_json(None, &["map", "show", "id", &id.to_string()])?;
+        if v.get("name").and_then(|n| n.as_str()) == Some(name) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+fn hex_bytes(v: Option<&serde_json::Value>) -> Vec<u8> {
+    v.and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.as_str())
+        .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
+        .collect()
+}
+
+/// Raw `(key, value)` bytes of every entry of map `id` (`bpftool map dump`).
+pub fn map_entries(id: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let v = bpftool_json(None, &["map", "dump", "id", &id.to_string()])?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (hex_bytes(e.get("key")), hex_bytes(e.get("value"))))
+        .collect())
+}
+
+/// The kernel path's current sending sessions of daemon `pid`: data-plane
+/// peer id -> the peer's receiver index (`TX_SESSIONS`, value layout
+/// `vpn_common::maps::TxSession`: 32-byte key, then the index, LE). A
+/// rekey shows as a new index.
+pub fn tx_session_indices(pid: i32) -> Result<std::collections::BTreeMap<u32, u32>> {
+    let id = process_map_by_name(pid, "TX_SESSIONS")?
+        .ok_or_else(|| crate::Error::Setup(format!("process {pid} holds no TX_SESSIONS map")))?;
+    let le32 = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    Ok(map_entries(id)?
+        .into_iter()
+        .filter_map(|(k, v)| Some((le32(&k, 0)?, le32(&v, 32)?)))
+        .collect())
+}

@@ -32,6 +32,25 @@ pub struct VpnNode {
 }
 
 impl VpnNode {
+    /// A node whose configuration is already written (not started).
+    pub(crate) fn new(
+        spec: NodeSpec,
+        config: PathBuf,
+        ns: NsRef,
+        bin: PathBuf,
+        log_dir: PathBuf,
+    ) -> Self {
+        Self {
+            spec,
+            config,
+            ns,
+            bin,
+            log_dir,
+            starts: 0,
+            daemon: None,
+        }
+    }
+
     pub fn ns(&self) -> &NsRef {
         &self.ns
     }
@@ -194,15 +213,13 @@ impl Lab {
         for (i, (spec, text)) in specs.into_iter().zip(configs).enumerate() {
             let config = dir.path().join(format!("{}.toml", spec.name));
             std::fs::write(&config, text)?;
-            nodes.push(VpnNode {
+            nodes.push(VpnNode::new(
                 spec,
                 config,
-                ns: (*lan.host(i).ns).clone(),
-                bin: bin.clone(),
-                log_dir: dir.path().to_owned(),
-                starts: 0,
-                daemon: None,
-            });
+                (*lan.host(i).ns).clone(),
+                bin.clone(),
+                dir.path().to_owned(),
+            ));
         }
         Ok(Self { nodes, lan, dir })
     }

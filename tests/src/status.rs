@@ -15,6 +15,45 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// Global counters by name (drop reasons and totals).
     pub counters: BTreeMap<String, u64>,
+    /// The overlay's part (`null`, or absent from older daemons, without
+    /// an `[overlay]` table).
+    #[serde(default)]
+    pub overlay: Option<OverlayStatus>,
+}
+
+/// `"overlay": {"peer_id","group","addresses","members","sessions","counters"}`
+/// (`.work/overlay-config-contract.md`).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct OverlayStatus {
+    pub peer_id: String,
+    pub group: String,
+    /// This node's virtual addresses with prefix length (`10.77.0.3/24`).
+    pub addresses: Vec<String>,
+    /// Verified members (other than this node).
+    pub members: u64,
+    /// Members with a session.
+    pub sessions: u64,
+    /// `OverlayStats` fields by name.
+    #[serde(default)]
+    pub counters: BTreeMap<String, serde_json::Value>,
+}
+
+impl OverlayStatus {
+    /// This node's virtual IPv4 address, if it has one yet.
+    pub fn v4(&self) -> Option<std::net::Ipv4Addr> {
+        self.addresses
+            .iter()
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .next()
+    }
+
+    /// An overlay counter (0 if absent or not a number).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters
+            .get(name)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -84,5 +123,23 @@ mod tests {
         assert_eq!(s.counter("replay"), 1);
         assert_eq!(s.integrity_failures().len(), 2);
         assert!(Status::parse("{}").is_err());
+        assert!(s.overlay.is_none());
+    }
+
+    #[test]
+    fn parses_the_overlay_part() {
+        let j = r#"{"interface":"vpn0","dataplane":"kernel","mtu":1440,"peers":[],
+            "counters":{},"overlay":{"peer_id":"12D3KooWabc","group":"lab",
+            "addresses":["10.77.0.3/24","fd77::3/64"],"members":3,"sessions":2,
+            "counters":{"membership_refused":1,"records_forged":0}}}"#;
+        let s = Status::parse(j).unwrap();
+        let o = s.overlay.unwrap();
+        assert_eq!((o.members, o.sessions), (3, 2));
+        assert_eq!(o.v4(), Some("10.77.0.3".parse().unwrap()));
+        assert_eq!(o.counter("membership_refused"), 1);
+        assert_eq!(o.counter("missing"), 0);
+        let null = r#"{"interface":"vpn0","dataplane":"kernel","mtu":1440,"peers":[],
+            "counters":{},"overlay":null}"#;
+        assert!(Status::parse(null).unwrap().overlay.is_none());
     }
 }

@@ -88,6 +88,38 @@ pub fn ping(ns: &NsRef, dst: IpAddr, count: u32, interval_s: f64) -> Result<Ping
     PingStats::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// One echo request to `dst` from `ns`, waiting up to `wait_s` seconds for
+/// the reply: its round-trip time in ms, or `None` if none came (or ping
+/// could not send, e.g. no route yet).
+pub fn ping_once(ns: &NsRef, dst: IpAddr, wait_s: u32) -> Result<Option<f64>> {
+    let out = ns.output(
+        "ping",
+        [
+            "-n".to_owned(),
+            "-c".to_owned(),
+            "1".to_owned(),
+            "-W".to_owned(),
+            wait_s.to_string(),
+            dst.to_string(),
+        ],
+    )?;
+    Ok(reply_rtt_ms(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The `time=X ms` of the first reply line of ping's output.
+fn reply_rtt_ms(out: &str) -> Option<f64> {
+    out.lines()
+        .filter(|l| l.contains("bytes from"))
+        .find_map(|l| {
+            l.split_once("time=")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
 /// Pings `dst` once per attempt until a reply comes back or `timeout` passes.
 pub fn wait_ping(ns: &NsRef, dst: IpAddr, timeout: Duration) -> Result<()> {
     wait_until_ok(
@@ -188,6 +220,100 @@ pub fn iperf3_tcp(
     IperfResult::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// An iperf3 TCP client running in the background with per-interval
+/// reports (`-i`), for checks made while traffic flows.
+#[derive(Debug)]
+pub struct IperfClient {
+    proc: Background,
+    log: PathBuf,
+    secs: u32,
+}
+
+/// A finished [`IperfClient`] run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IperfReport {
+    pub total: IperfResult,
+    /// The sender's throughput in each interval, bit/s.
+    pub intervals_bps: Vec<f64>,
+}
+
+impl IperfClient {
+    /// `iperf3 -c dst -p port -t secs -i interval_s -J` from `ns`, output
+    /// to `log`.
+    pub fn start(
+        ns: &NsRef,
+        dst: IpAddr,
+        port: u16,
+        secs: u32,
+        interval_s: u32,
+        log: &Path,
+    ) -> Result<Self> {
+        let mut cmd = ns.cmd("iperf3");
+        cmd.args([
+            "-c".to_owned(),
+            dst.to_string(),
+            "-p".to_owned(),
+            port.to_string(),
+            "-t".to_owned(),
+            secs.to_string(),
+            "-i".to_owned(),
+            interval_s.to_string(),
+            "--connect-timeout".to_owned(),
+            "5000".to_owned(),
+            "-J".to_owned(),
+        ]);
+        let proc = Background::spawn("iperf3 client", cmd, log)?;
+        Ok(Self {
+            proc,
+            log: log.to_owned(),
+            secs,
+        })
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.is_running()
+    }
+
+    /// Waits for the run to end (its duration plus 20 s at most) and
+    /// parses the report.
+    pub fn finish(mut self) -> Result<IperfReport> {
+        let st = self
+            .proc
+            .wait(Duration::from_secs(u64::from(self.secs) + 20))?;
+        let json = std::fs::read_to_string(&self.log)?;
+        if !st.success() {
+            return Err(Error::Setup(format!("iperf3 client failed ({st}): {json}")));
+        }
+        IperfReport::parse(&json)
+    }
+}
+
+impl IperfReport {
+    fn parse(json: &str) -> Result<Self> {
+        let total = IperfResult::parse(json)?;
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Parse {
+            what: "iperf3 -J output".into(),
+            detail: e.to_string(),
+        })?;
+        let intervals_bps = v
+            .get("intervals")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                i.get("sum")
+                    .and_then(|s| s.get("bits_per_second"))
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        Ok(Self {
+            total,
+            intervals_bps,
+        })
+    }
+}
+
 /// A running `tcpdump -w` inside a namespace.
 #[derive(Debug)]
 pub struct Capture {
@@ -281,6 +407,15 @@ mod tests {
     }
 
     #[test]
+    fn parses_one_reply() {
+        let out = "PING 10.77.0.2 (10.77.0.2) 56(84) bytes of data.\n\
+                   64 bytes from 10.77.0.2: icmp_seq=1 ttl=64 time=12.5 ms\n\n\
+                   --- 10.77.0.2 ping statistics ---\n";
+        assert_eq!(reply_rtt_ms(out), Some(12.5));
+        assert_eq!(reply_rtt_ms("1 packets transmitted, 0 received"), None);
+    }
+
+    #[test]
     fn parses_iperf_json() {
         let j = r#"{"end":{"sum_sent":{"bits_per_second":2e9,"retransmits":3},
                   "sum_received":{"bits_per_second":1.9e9}}}"#;
@@ -288,5 +423,16 @@ mod tests {
         assert_eq!(r.retransmits, 3);
         assert!((r.received_bps - 1.9e9).abs() < 1.0);
         assert!(IperfResult::parse(r#"{"error":"unable to connect"}"#).is_err());
+    }
+
+    #[test]
+    fn parses_iperf_intervals() {
+        let j = r#"{"intervals":[{"sum":{"bits_per_second":1e9}},{"sum":{"bits_per_second":0}},
+                  {"sum":{"bits_per_second":8e8}}],
+                  "end":{"sum_sent":{"bits_per_second":6e8,"retransmits":0},
+                  "sum_received":{"bits_per_second":6e8}}}"#;
+        let r = IperfReport::parse(j).unwrap();
+        assert_eq!(r.intervals_bps, vec![1e9, 0.0, 8e8]);
+        assert_eq!(r.total.retransmits, 0);
     }
 }
