@@ -3,9 +3,14 @@
 //! - `vpn-bench dataplane --out DIR` (root): the data-plane comparison of
 //!   plain veth, the kernel path, the userspace twin and boringtun on the
 //!   same namespace topology; writes `DIR/dataplane.{json,md,png}`.
+//! - `vpn-bench overlay --out DIR [--parts inprocess,namespace]`: private-DHT
+//!   lookup latency versus group size (in-process), time from `up` to the
+//!   first reply and on-demand session set-up (namespaces, root); writes
+//!   `DIR/overlay.{json,md}`.
 
 mod dataplane;
 mod machine;
+mod overlay;
 mod signals;
 mod stats;
 
@@ -26,6 +31,9 @@ enum Suite {
     /// veth vs kernel path vs userspace twin vs boringtun: TCP, UDP pps,
     /// RTT, and the BPF programs' per-packet cost (needs root).
     Dataplane(dataplane::Args),
+    /// Private-DHT lookup latency vs group size; time from `up` to the
+    /// first reply and to an on-demand session (namespace part needs root).
+    Overlay(overlay::Args),
 }
 
 fn main() -> Result<()> {
@@ -38,6 +46,10 @@ fn main() -> Result<()> {
             // Before any namespace exists: an interrupt cleans them up.
             signals::install()?;
             dataplane::run(&args)
+        }
+        Suite::Overlay(args) => {
+            signals::install()?;
+            overlay::run(&args)
         }
     }
 }

@@ -9,6 +9,14 @@
 //!   from crates.io, idempotently, into `~/.cache/groupvpn/boringtun`).
 //!   Needs root.
 //! - `relay-sim`: the relay simulator's suite (`sim::bench_suite`).
+//! - `overlay`: `vpn-bench overlay --out DIR` (release builds of
+//!   `vpn-bench` and `vpn-control`): private-DHT lookup latency versus group
+//!   size in-process, and (root) time from `vpn-control up` to the first
+//!   reply and to an on-demand session in namespaces. `--parts` picks
+//!   `inprocess` and/or `namespace`; without root only `inprocess` runs.
+//! - `server`: `vpn-bench server --out DIR` with `VPN_SERVER_BIN` naming
+//!   the release `vpn-server`: enrolments per second and CRL fetch latency
+//!   under 200 concurrent clients, SQLite and a private PostgreSQL cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,19 +29,24 @@ use crate::util::{cargo, describe, is_root, output_ok, run_ok, target_dir, works
 pub const BORINGTUN_VERSION: &str = "0.7.1";
 
 /// Every suite, in the order `cargo xtask bench` runs them.
-pub const SUITES: &[&str] = &["dataplane", "relay-sim"];
+pub const SUITES: &[&str] = &["dataplane", "relay-sim", "server"];
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Run only this suite (one of: dataplane, relay-sim).
+    /// Run only this suite (one of: dataplane, relay-sim, server).
     #[arg(long)]
     suite: Option<String>,
     /// Output folder (default: docs/bench/ in the workspace).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// A remark for the dataplane report (e.g. other load on the machine).
+    /// A remark for the dataplane and overlay reports (e.g. other load on
+    /// the machine).
     #[arg(long)]
     note: Option<String>,
+    /// Overlay suite only: the parts to run (`inprocess`, `namespace`;
+    /// comma-separated). Default: both as root, else `inprocess`.
+    #[arg(long)]
+    parts: Option<String>,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -53,6 +66,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         match s {
             "dataplane" => dataplane(&out, args.note.as_deref())?,
             "relay-sim" => relay_sim(&out)?,
+            "overlay" => overlay(&out, args.note.as_deref(), args.parts.as_deref())?,
+            "server" => server(&out, args.note.as_deref())?,
             _ => unreachable!("checked above"),
         }
     }
@@ -77,6 +92,38 @@ fn dataplane(out: &Path, note: Option<&str>) -> Result<()> {
         .env("BORINGTUN_BIN", &boringtun)
         .arg("dataplane")
         .arg("--out")
+        .arg(out);
+    if let Some(n) = note {
+        cmd.arg("--note").arg(n);
+    }
+    eprintln!("bench: {}", describe(&cmd));
+    run_ok(&mut cmd)
+}
+
+fn overlay(out: &Path, note: Option<&str>, parts: Option<&str>) -> Result<()> {
+    let parts = match parts {
+        Some(p) => p.to_owned(),
+        None if is_root() => "inprocess,namespace".to_owned(),
+        None => {
+            eprintln!(
+                "bench: not root: the overlay suite's namespace part (time to first reply, \
+                 on-demand sessions) is SKIPPED; only the in-process part runs"
+            );
+            "inprocess".to_owned()
+        }
+    };
+    if parts.contains("namespace") && !is_root() {
+        bail!("the overlay suite's namespace part builds network namespaces and loads eBPF programs: run it as root");
+    }
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "vpn-control", "-p", "vpn-bench"]);
+    eprintln!("bench: {}", describe(&build));
+    run_ok(&mut build)?;
+    let rel = target_dir().join("release");
+    let mut cmd = Command::new(rel.join("vpn-bench"));
+    cmd.current_dir(workspace_root())
+        .env("VPN_CONTROL_BIN", rel.join("vpn-control"))
+        .args(["overlay", "--parts", &parts, "--out"])
         .arg(out);
     if let Some(n) = note {
         cmd.arg("--note").arg(n);
@@ -128,4 +175,23 @@ fn ensure_boringtun() -> Result<PathBuf> {
 
 fn relay_sim(out: &Path) -> Result<()> {
     crate::sim::bench_suite(out)
+}
+
+fn server(out: &Path, note: Option<&str>) -> Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "vpn-server", "-p", "vpn-bench"]);
+    eprintln!("bench: {}", describe(&build));
+    run_ok(&mut build)?;
+    let rel = target_dir().join("release");
+    let mut cmd = Command::new(rel.join("vpn-bench"));
+    cmd.current_dir(workspace_root())
+        .env("VPN_SERVER_BIN", rel.join("vpn-server"))
+        .arg("server")
+        .arg("--out")
+        .arg(out);
+    if let Some(n) = note {
+        cmd.arg("--note").arg(n);
+    }
+    eprintln!("bench: {}", describe(&cmd));
+    run_ok(&mut cmd)
 }
