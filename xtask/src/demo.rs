@@ -1,16 +1,23 @@
-//! `cargo xtask demo`: three hosts in network namespaces on one LAN; all
-//! pairs ping each other and one pair runs iperf3, first over the kernel
-//! path, then over the userspace twin; then a short report. Everything is
-//! removed at the end, also on error or Ctrl-C.
+//! `cargo xtask demo`: a group from certificates alone. A group CA and one
+//! member certificate per host are made with the offline CLI (`vpn-control
+//! ca init`, `cert identity`, `cert sign`; no lab keys); two public-DHT-only
+//! `vpn-control dht-node`s and three hosts running `vpn-control up` with an
+//! `[overlay]` configuration sit in network namespaces on one LAN. The hosts
+//! find each other through the DHTs, verify each other's certificates,
+//! negotiate session keys, and all pairs ping each other by virtual address
+//! while one pair runs iperf3: first over the kernel path, then over the
+//! userspace twin; then a short report. Everything is removed at the end,
+//! also on error or Ctrl-C.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use vpn_tests::{
-    daemon_programs, iperf3_tcp, ping, wait_ping, Dataplane, IperfServer, Lab, PingStats, Status,
+    credentials_from_cli, daemon_programs, iperf3_tcp, ping, vpn_control_bin, wait_ping, Dataplane,
+    GroupCredentials, GroupSpec, IperfServer, MemberRequest, OverlayLab, OverlayOptions, PingStats,
+    Status,
 };
 
 use crate::util::{cargo, describe, is_root, run_ok, target_dir};
@@ -57,16 +64,66 @@ fn check_interrupted() -> Result<()> {
     Ok(())
 }
 
+/// How long the hosts may take to find and verify each other.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the demo's certificates come from: the offline CLI, as an
+/// administrator would make them by hand (`docs/pki.md`). Enrolment with a
+/// group server can replace this function.
+fn demo_credentials(
+    dir: &std::path::Path,
+    group: &GroupSpec,
+    members: &[MemberRequest],
+) -> vpn_tests::Result<GroupCredentials> {
+    credentials_from_cli(&vpn_control_bin()?, dir, group, members)
+}
+
+/// `openssl verify -CAfile ca.crt node.crt` for every member certificate:
+/// how many verified, and the first failure's output.
+fn openssl_verify(creds: &GroupCredentials) -> (usize, Option<String>) {
+    let mut ok = 0;
+    let mut first_failure = None;
+    for m in &creds.members {
+        let out = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&creds.ca_cert)
+            .arg(&m.certificate)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => ok += 1,
+            Ok(o) => {
+                first_failure.get_or_insert_with(|| {
+                    String::from_utf8_lossy(&o.stdout).into_owned()
+                        + &String::from_utf8_lossy(&o.stderr)
+                });
+            }
+            Err(e) => {
+                first_failure.get_or_insert_with(|| format!("running openssl: {e}"));
+            }
+        }
+    }
+    (ok, first_failure)
+}
+
+mod render;
+
+use render::render;
+
 /// What one path's run measured.
-struct PathReport {
-    path: Dataplane,
-    pings: Vec<(String, PingStats)>,
-    ping6: Option<PingStats>,
-    iperf_gbps: f64,
-    iperf_pair: String,
-    statuses: Vec<(String, Status)>,
-    programs: Vec<String>,
-    elapsed: Duration,
+pub(crate) struct PathReport {
+    pub(crate) path: Dataplane,
+    /// From starting the daemons until every host had verified every other.
+    pub(crate) joined: Duration,
+    /// `openssl verify` of the member certificates: (verified, members, failure).
+    pub(crate) openssl: (usize, usize, Option<String>),
+    pub(crate) pings: Vec<(String, PingStats)>,
+    pub(crate) ping6: Option<PingStats>,
+    pub(crate) iperf_gbps: f64,
+    pub(crate) iperf_pair: String,
+    pub(crate) statuses: Vec<(String, Status)>,
+    pub(crate) programs: Vec<String>,
+    pub(crate) elapsed: Duration,
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -112,19 +169,30 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
 fn run_path(path: Dataplane, args: &DemoArgs) -> Result<PathReport> {
     let start = Instant::now();
-    let mut lab = Lab::new("demo", &vec![path; args.hosts])?;
+    let mut opts = OverlayOptions::new(args.hosts);
+    opts.dataplane = path;
+    let mut lab = OverlayLab::with_credentials("demo", opts, demo_credentials)?;
+    let (verified, failure) = openssl_verify(lab.credentials());
+    let openssl = (verified, lab.credentials().members.len(), failure);
+    let up = Instant::now();
     lab.up_all()?;
+    check_interrupted()?;
+    lab.wait_all_joined(JOIN_TIMEOUT)
+        .context("hosts finding and verifying each other")?;
+    let joined = up.elapsed();
+    eprintln!(
+        "demo: {} path: {} hosts verified each other {:.1} s after `up`",
+        path.as_str(),
+        args.hosts,
+        joined.as_secs_f64()
+    );
     check_interrupted()?;
     let n = lab.len();
     // First packets may wait for neighbour resolution: wait for each pair once.
     for i in 0..n {
         for j in 0..n {
             if i != j {
-                wait_ping(
-                    lab.node(i).ns(),
-                    lab.node(j).vpn_v4(),
-                    Duration::from_secs(20),
-                )?;
+                wait_ping(lab.node(i).ns(), lab.vpn_v4(j)?, Duration::from_secs(20))?;
                 check_interrupted()?;
             }
         }
@@ -136,16 +204,19 @@ fn run_path(path: Dataplane, args: &DemoArgs) -> Result<PathReport> {
                 continue;
             }
             let (a, b) = (lab.node(i), lab.node(j));
-            let s = ping(a.ns(), b.vpn_v4(), 10, 0.05)?;
+            let s = ping(a.ns(), lab.vpn_v4(j)?, 10, 0.05)?;
             pings.push((format!("{} -> {}", a.spec.name, b.spec.name), s));
             check_interrupted()?;
         }
     }
-    let ping6 = Some(ping(lab.node(0).ns(), lab.node(1).vpn_v6(), 10, 0.05)?);
+    let ping6 = match lab.vpn_v6(1) {
+        Some(v6) => Some(ping(lab.node(0).ns(), v6, 10, 0.05)?),
+        None => None,
+    };
     check_interrupted()?;
 
     let server = IperfServer::start(lab.node(1).ns(), 5201, &lab.dir().join("iperf3-server.log"))?;
-    let dst: IpAddr = lab.node(1).vpn_v4();
+    let dst: IpAddr = lab.vpn_v4(1)?;
     let iperf = iperf3_tcp(lab.node(0).ns(), dst, server.port, args.seconds, 1)?;
     drop(server);
     check_interrupted()?;
@@ -171,6 +242,8 @@ fn run_path(path: Dataplane, args: &DemoArgs) -> Result<PathReport> {
     drop(lab); // stops the daemons and removes the namespaces
     Ok(PathReport {
         path,
+        joined,
+        openssl,
         pings,
         ping6,
         iperf_gbps: iperf.received_bps / 1e9,
@@ -179,105 +252,4 @@ fn run_path(path: Dataplane, args: &DemoArgs) -> Result<PathReport> {
         programs,
         elapsed: start.elapsed(),
     })
-}
-
-fn render(reports: &[PathReport], hosts: usize, profile: &str) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "GroupVPN demo: {hosts} hosts in network namespaces on one LAN (underlay 192.168.77.0/24),"
-    );
-    let _ = writeln!(
-        s,
-        "VPN 10.77.0.0/24 and fd77::/64, lab keys, every host a peer of every other."
-    );
-    let _ = writeln!(
-        s,
-        "vpn-control {profile} build; ping: 10 per ordered pair (IPv4), IPv6 n0 -> n1; iperf3: one TCP stream."
-    );
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "{:<10} {:>9} {:>10} {:>14} {:>14} {:>15} {:>11}",
-        "path", "pairs ok", "ping loss", "rtt avg (ms)", "ping6 (ms)", "iperf3 (Gb/s)", "time (s)"
-    );
-    for r in reports {
-        let sent: u32 = r.pings.iter().map(|(_, p)| p.transmitted).sum();
-        let recv: u32 = r.pings.iter().map(|(_, p)| p.received).sum();
-        let ok = r.pings.iter().filter(|(_, p)| p.received > 0).count();
-        let loss = if sent == 0 {
-            100.0
-        } else {
-            100.0 * f64::from(sent - recv.min(sent)) / f64::from(sent)
-        };
-        let answered: Vec<f64> = r
-            .pings
-            .iter()
-            .filter(|(_, p)| p.received > 0)
-            .map(|(_, p)| p.rtt_avg_ms)
-            .collect();
-        let rtt = if answered.is_empty() {
-            f64::NAN
-        } else {
-            answered.iter().sum::<f64>() / answered.len() as f64
-        };
-        let ping6 = r.ping6.map_or(f64::NAN, |p| p.rtt_avg_ms);
-        let _ = writeln!(
-            s,
-            "{:<10} {:>9} {:>9.1}% {:>14.3} {:>14.3} {:>15.2} {:>11.1}",
-            r.path.as_str(),
-            format!("{ok}/{}", r.pings.len()),
-            loss,
-            rtt,
-            ping6,
-            r.iperf_gbps,
-            r.elapsed.as_secs_f64()
-        );
-    }
-    for r in reports {
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "{} path (iperf3 {}, single TCP stream):",
-            r.path.as_str(),
-            r.iperf_pair
-        );
-        for (name, st) in &r.statuses {
-            let _ = writeln!(
-                s,
-                "  {name}: interface {} mtu {} dataplane {}",
-                st.interface, st.mtu, st.dataplane
-            );
-            for p in &st.peers {
-                let _ = writeln!(
-                    s,
-                    "    peer {:<4} path {:<9} tx {:>8} pkts {:>12} B   rx {:>8} pkts {:>12} B",
-                    p.name, p.path, p.tx_packets, p.tx_bytes, p.rx_packets, p.rx_bytes
-                );
-            }
-            let nonzero: Vec<String> = st
-                .counters
-                .iter()
-                .filter(|(_, v)| **v != 0)
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let _ = writeln!(
-                s,
-                "    counters: {}",
-                if nonzero.is_empty() {
-                    "all zero".into()
-                } else {
-                    nonzero.join(" ")
-                }
-            );
-        }
-        if !r.programs.is_empty() {
-            let _ = writeln!(s, "  BPF programs (bpftool):");
-            for p in &r.programs {
-                let _ = writeln!(s, "    {p}");
-            }
-        }
-    }
-    s
 }
