@@ -36,6 +36,10 @@ pub enum AppError {
     /// 500: a database error (retryable ones are retried before this).
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// A concurrent change got in first: the transaction is retried (500
+    /// if it keeps happening).
+    #[error("concurrent update of {0}")]
+    Retry(&'static str),
     /// 500: anything else that is the server's fault.
     #[error("internal: {0}")]
     Internal(String),
@@ -54,14 +58,16 @@ impl AppError {
             AppError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Db(_) | AppError::Internal(_) | AppError::Retry(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
     /// What the client is told (internal details are logged instead).
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Db(_) | AppError::Internal(_) => {
+            AppError::Db(_) | AppError::Internal(_) | AppError::Retry(_) => {
                 eprintln!("vpn-server: error: {self}");
                 "internal server error".into()
             }
@@ -71,11 +77,20 @@ impl AppError {
 
     /// Whether retrying the whole transaction may succeed (SQLite busy or
     /// locked, PostgreSQL serialization failure or deadlock, or a unique
-    /// violation from a concurrent insert of the same allocated value).
+    /// violation from a concurrent insert of the same allocated value, or
+    /// [`AppError::Retry`]).
     pub fn is_retryable(&self) -> bool {
+        if matches!(self, AppError::Retry(_)) {
+            return true;
+        }
         let AppError::Db(sqlx::Error::Database(e)) = self else {
             return false;
         };
+        if e.kind() == sqlx::error::ErrorKind::UniqueViolation {
+            // Two transactions allocated the same value (an address):
+            // conflicts users cause are mapped to 409 before this point.
+            return true;
+        }
         let code = e.code().map(|c| c.into_owned()).unwrap_or_default();
         matches!(
             code.as_str(),

@@ -160,9 +160,7 @@ pub async fn resign_crl(
     )
     .await?;
     if !stored {
-        return Err(AppError::Conflict(
-            "the CRL changed concurrently; try again".into(),
-        ));
+        return Err(AppError::Retry("the CRL"));
     }
     Ok(crl)
 }

@@ -105,7 +105,7 @@ impl IntoResponse for WebError {
         let msg = self.err.public_message();
         let login = status == StatusCode::UNAUTHORIZED;
         let body = page(
-            &status.canonical_reason().unwrap_or("Error").to_string(),
+            status.canonical_reason().unwrap_or("Error"),
             None,
             Some(&msg),
             html! {

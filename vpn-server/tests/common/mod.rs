@@ -1,0 +1,9 @@
+//! Shared test helpers: the real server binary, a pinned HTTPS client, a
+//! private PostgreSQL cluster, and the scenarios both databases run.
+#![allow(dead_code)]
+
+pub mod cases;
+pub mod client;
+pub mod pg;
+pub mod server;
+pub mod web;

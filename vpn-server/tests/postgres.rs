@@ -1,0 +1,16 @@
+//! The same API and web UI scenarios as `sqlite.rs`, against a private
+//! PostgreSQL cluster this test starts (and installs if missing).
+
+mod common;
+
+use common::{cases, pg::Postgres, server::Server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_and_api_on_postgres() {
+    let pg = Postgres::start();
+    let s = Server::start(Some(&pg.url()));
+    cases::full_flow(&s).await;
+    cases::bad_input(&s).await;
+    cases::kill_during_enrolments(s).await;
+    drop(pg);
+}
