@@ -12,6 +12,8 @@ use crate::state::AppState;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longest a request may take, body upload included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The whole application.
 pub fn router(st: Arc<AppState>) -> Router {
@@ -20,7 +22,20 @@ pub fn router(st: Arc<AppState>) -> Router {
         .merge(crate::web::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(deadline))
         .with_state(st)
+}
+
+async fn deadline(req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request took too long\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {

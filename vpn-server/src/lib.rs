@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod conn;
 pub mod crypto;
 pub mod db;
 pub mod error;

@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
+use crate::conn::{Guarded, IDLE_TIMEOUT, MAX_CONNECTIONS};
+
 /// Self-signed certificate file in the data directory.
 pub const TLS_CERT_FILE: &str = "tls.crt";
 /// Its key.
@@ -150,11 +152,15 @@ pub fn server_config(id: TlsIdentity) -> Result<Arc<rustls::ServerConfig>> {
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Accepts TCP connections and completes their TLS handshakes in
-/// separate tasks (a slow client does not hold up others).
+/// A served connection.
+pub type Conn = Guarded<TlsStream<TcpStream>>;
+
+/// Accepts TCP connections (at most [`MAX_CONNECTIONS`] open) and
+/// completes their TLS handshakes in separate tasks (a slow client does
+/// not hold up others).
 pub struct TlsListener {
     local: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(Conn, SocketAddr)>,
 }
 
 impl TlsListener {
@@ -163,8 +169,12 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(256);
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
                 let (sock, peer) = match tcp.accept().await {
                     Ok(x) => x,
                     Err(e) => {
@@ -180,7 +190,8 @@ impl TlsListener {
                     if let Ok(Ok(tls)) =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await
                     {
-                        let _ = conn_tx.send((tls, peer)).await;
+                        let conn = Guarded::new(tls, slot, IDLE_TIMEOUT);
+                        let _ = conn_tx.send((conn, peer)).await;
                     }
                 });
                 if tx.is_closed() {
@@ -193,7 +204,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Conn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
