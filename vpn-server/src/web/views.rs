@@ -23,7 +23,7 @@ pub fn groups_list(groups: &[Listed], csrf: &str) -> Markup {
                     @for g in groups {
                         tr {
                             td { a href=(format!("/groups/{}", g.name)) { (g.name) } }
-                            td.mono { (g.range4) }
+                            td.mono { @if g.role.is_some() { (g.range4) } @else { "—" } }
                             td {
                                 @match (g.role.as_deref(), g.request.as_deref()) {
                                     (Some("admin"), _) => "administrator",

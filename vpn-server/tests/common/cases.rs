@@ -659,6 +659,44 @@ pub async fn bad_input(s: &Server) {
         303
     );
 
+    // --- A full address range: 503, and the secret stays usable ---------
+    assert_eq!(
+        web::create_group(&mut mallory, "tiny", "10.99.0.0/30", "30")
+            .await
+            .status,
+        303
+    );
+    let out = s.admin(&["add-node", "tiny", "t", "--count", "3"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| decode_blob(l)["secret"].as_str().unwrap().to_owned())
+        .collect();
+    for (i, secret) in secrets.iter().enumerate() {
+        let (_, csr) = node(&format!("t-{}", i + 1));
+        let r = enroll(&mut anon, secret, &csr).await;
+        let want = if i < 2 { 200 } else { 503 };
+        assert_eq!(r.status, want, "t-{}: {}", i + 1, r.body);
+        if i == 2 {
+            assert_eq!(
+                enroll(&mut anon, secret, &csr).await.status,
+                503,
+                "not consumed"
+            );
+        }
+    }
+    let groups = ok_page(&mut erin, "/groups").await;
+    assert!(groups.contains("href=\"/groups/tiny\""));
+    assert!(
+        !groups.contains("10.99.0.0/30"),
+        "ranges of other groups are not shown"
+    );
+
     // --- Login rate limits (per username) --------------------------------
     let mut guesser = s.client();
     for _ in 0..5 {
