@@ -35,6 +35,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run a public-DHT-only node (a bootstrap node for members) until
+    /// SIGINT/SIGTERM. Prints `dht-node listening on <multiaddr>/p2p/<PeerId>`
+    /// once it listens.
+    DhtNode {
+        /// Node key (PKCS#8 PEM), created with mode 0600 if absent.
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        /// TCP listen address with an explicit port, e.g. /ip4/10.0.0.1/tcp/4001.
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: libp2p::Multiaddr,
+        /// Other public DHT nodes, each ending in /p2p/<PeerId> (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<libp2p::Multiaddr>,
+        /// The public Kademlia protocol name.
+        #[arg(long, value_name = "P", default_value = vpn_control::overlay::ids::DEFAULT_PUBLIC_KAD_PROTOCOL)]
+        kad_protocol: String,
+    },
     /// Validate a configuration file and exit.
     Check {
         #[arg(short, long, value_name = "FILE")]
@@ -107,10 +124,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             write_stdout(&text)?;
         }
+        Cmd::DhtNode {
+            identity,
+            listen,
+            bootstrap,
+            kad_protocol,
+        } => {
+            runtime()?.block_on(daemon::dht_node::run(
+                &identity,
+                listen,
+                &bootstrap,
+                &kad_protocol,
+            ))?;
+        }
         Cmd::Check { config } => {
             let cfg = config::load(&config)?;
+            let overlay = match &cfg.overlay {
+                Some(o) => format!(
+                    ", overlay with {} bootstrap peer(s), certificate {}",
+                    o.bootstrap.len(),
+                    o.certificate.display()
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: ok ({} peer(s), data plane {:?})",
+                "{}: ok ({} peer(s), data plane {:?}{overlay})",
                 config.display(),
                 cfg.peers.len(),
                 cfg.interface.dataplane

@@ -63,7 +63,8 @@ impl Response {
     }
 }
 
-/// `vpn-control status --json`:
+/// `vpn-control status --json` (`overlay` is `null` without `[overlay]`, see
+/// [`OverlayStatus`]):
 /// `{"interface":"vpn0","dataplane":"kernel","mtu":1440,"peers":[{"name":"b",
 /// "id":1,"endpoint":"192.168.77.2:51830","allowed_ips":["10.77.0.2/32"],
 /// "path":"kernel","tx_packets":0,"tx_bytes":0,"rx_packets":0,"rx_bytes":0}],
@@ -76,6 +77,82 @@ pub struct Status {
     pub mtu: u32,
     pub peers: Vec<PeerStatus>,
     pub counters: BTreeMap<String, u64>,
+    /// The group overlay; `null` for a lab-only configuration.
+    #[serde(default)]
+    pub overlay: Option<OverlayStatus>,
+}
+
+/// The `"overlay"` object of [`Status`]:
+/// `{"peer_id":"12D3KooW...","group":"lab","addresses":["10.77.0.3/24"],
+/// "members":3,"sessions":3,"counters":{"membership_refused":0,...},
+/// "pending":{"queued":0,"delivered":1,"dropped":0,"connects":1,
+/// "connect_failures":0,"passed_up":1,"pass_up_dropped":0}}`.
+/// `members`: verified members (the overlay's count; the view's while the
+/// overlay does not answer); `sessions`: members with a sending key. `counters`: the overlay's
+/// `OverlayStats` by field name. `pending`: the first-packet queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayStatus {
+    pub peer_id: String,
+    pub group: String,
+    pub addresses: Vec<String>,
+    pub members: u64,
+    pub sessions: u64,
+    pub counters: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub pending: PendingStatus,
+}
+
+/// The first-packet queue's counters (see `daemon::pending`), plus the
+/// data plane's hand-over to the daemon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingStatus {
+    /// Packets waiting for a session now.
+    pub queued: u64,
+    /// Packets sent after their session came up.
+    pub delivered: u64,
+    /// Packets dropped while waiting (queue full, connect failed, backoff,
+    /// waited too long).
+    pub dropped: u64,
+    /// Session requests started (`connect_ip`).
+    pub connects: u64,
+    /// Session requests that failed.
+    pub connect_failures: u64,
+    /// Packets the data plane handed to the daemon.
+    pub passed_up: u64,
+    /// Packets the data plane dropped because the daemon was behind.
+    pub pass_up_dropped: u64,
+}
+
+/// The overlay's counters by field name.
+pub fn overlay_counters(s: &crate::overlay::OverlayStats) -> BTreeMap<String, u64> {
+    let crate::overlay::OverlayStats {
+        membership_refused,
+        refused_by_peer,
+        private_requests_refused,
+        records_forged,
+        records_unsigned,
+        records_expired,
+        records_malformed,
+        records_content,
+        members_expelled,
+        events_dropped,
+        ..
+    } = s.clone();
+    [
+        ("membership_refused", membership_refused),
+        ("refused_by_peer", refused_by_peer),
+        ("private_requests_refused", private_requests_refused),
+        ("records_forged", records_forged),
+        ("records_unsigned", records_unsigned),
+        ("records_expired", records_expired),
+        ("records_malformed", records_malformed),
+        ("records_content", records_content),
+        ("members_expelled", members_expelled),
+        ("events_dropped", events_dropped),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// One peer in [`Status`].
@@ -138,6 +215,7 @@ impl Status {
             mtu,
             peers,
             counters,
+            overlay: None,
         }
     }
 }
@@ -238,6 +316,48 @@ mod tests {
         assert_eq!(c["replay"], 3);
         assert_eq!(c["rx_packets"], 10);
         assert_eq!(c["truncated"], 0);
+        assert!(v["overlay"].is_null(), "null without [overlay]");
+    }
+
+    #[test]
+    fn overlay_section_shape() {
+        let mut s = sample();
+        s.overlay = Some(OverlayStatus {
+            peer_id: "12D3KooWx".into(),
+            group: "lab".into(),
+            addresses: vec!["10.77.0.3/24".into()],
+            members: 3,
+            sessions: 2,
+            counters: overlay_counters(&crate::overlay::OverlayStats {
+                records_forged: 7,
+                ..Default::default()
+            }),
+            pending: PendingStatus {
+                dropped: 4,
+                ..Default::default()
+            },
+        });
+        let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        let o = &v["overlay"];
+        assert_eq!(o["peer_id"], "12D3KooWx");
+        assert_eq!(o["group"], "lab");
+        assert_eq!(o["addresses"][0], "10.77.0.3/24");
+        assert_eq!(o["members"], 3);
+        assert_eq!(o["sessions"], 2);
+        assert_eq!(o["counters"]["records_forged"], 7);
+        assert_eq!(o["counters"]["membership_refused"], 0);
+        assert_eq!(o["pending"]["dropped"], 4);
+        // Old answers (no overlay key) still parse.
+        let mut old = serde_json::to_value(sample()).unwrap();
+        old.as_object_mut().unwrap().remove("overlay");
+        let back: Status = serde_json::from_value(old).unwrap();
+        assert_eq!(back.overlay, None);
+        let t = render_table(&s);
+        assert!(t.contains("group lab"), "{t}");
+        assert!(t.contains("12D3KooWx"), "{t}");
+        assert!(t.contains("10.77.0.3/24"), "{t}");
+        assert!(t.contains("records_forged 7"), "{t}");
+        assert!(t.contains("dropped 4"), "{t}");
     }
 
     #[test]

@@ -40,6 +40,35 @@ pub fn render_table(s: &Status) -> String {
         path_name(s.dataplane),
         s.mtu
     );
+    if let Some(o) = &s.overlay {
+        let _ = writeln!(
+            out,
+            "group {}  node {}  addresses {}",
+            o.group,
+            o.peer_id,
+            if o.addresses.is_empty() {
+                "(allocating)".to_owned()
+            } else {
+                o.addresses.join(", ")
+            }
+        );
+        let p = &o.pending;
+        let _ = writeln!(
+            out,
+            "members {}  sessions {}  first packets: queued {}, delivered {}, dropped {}, \
+             connects {} ({} failed)",
+            o.members, o.sessions, p.queued, p.delivered, p.dropped, p.connects, p.connect_failures
+        );
+        let nonzero: Vec<String> = o
+            .counters
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if !nonzero.is_empty() {
+            let _ = writeln!(out, "overlay: {}", nonzero.join(", "));
+        }
+    }
     let _ = writeln!(
         out,
         "{:<12} {:>3}  {:<24} {:<9} {:>10} {:>11} {:>10} {:>11}  allowed ips",

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 
 use super::underlay::Underlay;
 use super::DaemonError;
-use crate::config::{Config, DataplaneMode};
+use crate::config::{Config, DataplaneMode, InterfaceAddress};
 use crate::dataplane::kernel::{KernelDataplane, KernelParams};
 use crate::dataplane::userspace::UserspaceDataplane;
 use crate::dataplane::{Dataplane, DataplaneError, DesiredState, PathKind};
@@ -17,6 +17,8 @@ use crate::netdev::{self, tun, DeviceSpec, NetConfig, NetSpec};
 pub struct Plane {
     pub dataplane: Box<dyn Dataplane>,
     pub path: PathKind,
+    /// The interface as configured (the overlay loop changes its addresses).
+    pub spec: NetSpec,
     /// The data port's socket: the twin's, or the kernel path's reservation.
     pub _udp: UdpSocket,
 }
@@ -48,18 +50,20 @@ fn bind_data_port(local: Option<IpAddr>, port: u16, exact: bool) -> Result<UdpSo
     Ok(s)
 }
 
-fn spec(
-    cfg: &Config,
-    device: DeviceSpec,
-    mtu: u32,
-    routes: &[crate::dataplane::Prefix],
-) -> NetSpec {
+/// The interface's addresses and routes at start.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub addresses: Vec<InterfaceAddress>,
+    pub routes: Vec<crate::dataplane::Prefix>,
+}
+
+fn spec(cfg: &Config, device: DeviceSpec, mtu: u32, layout: &Layout) -> NetSpec {
     NetSpec {
         name: cfg.interface.name.clone(),
         device,
-        addresses: cfg.interface.addresses.clone(),
+        addresses: layout.addresses.clone(),
         mtu,
-        routes: routes.to_vec(),
+        routes: layout.routes.clone(),
     }
 }
 
@@ -68,24 +72,21 @@ async fn start_kernel<N: NetConfig>(
     cfg: &Config,
     underlay: Option<&Underlay>,
     mtu: u32,
-    routes: &[crate::dataplane::Prefix],
+    layout: &Layout,
     desired: &DesiredState,
 ) -> Result<Plane, DaemonError> {
     let u = underlay.ok_or_else(|| {
         DaemonError::Kernel("no underlay interface (no peers and no interface.underlay)".into())
     })?;
-    let handles = netdev::ensure(
-        n,
-        &spec(
-            cfg,
-            DeviceSpec::Veth {
-                peer: cfg.interface.peer_name(),
-            },
-            mtu,
-            routes,
-        ),
-    )
-    .await?;
+    let net = spec(
+        cfg,
+        DeviceSpec::Veth {
+            peer: cfg.interface.peer_name(),
+        },
+        mtu,
+        layout,
+    );
+    let handles = netdev::ensure(n, &net).await?;
     let udp = bind_data_port(Some(u.local), cfg.interface.listen_port, true)?;
     let params = KernelParams {
         underlay_ifindex: u.ifindex,
@@ -112,6 +113,7 @@ async fn start_kernel<N: NetConfig>(
     Ok(Plane {
         dataplane: Box::new(dp),
         path: PathKind::Kernel,
+        spec: net,
         _udp: udp,
     })
 }
@@ -121,12 +123,13 @@ async fn start_userspace<N: NetConfig>(
     cfg: &Config,
     underlay: Option<&Underlay>,
     mtu: u32,
-    routes: &[crate::dataplane::Prefix],
+    layout: &Layout,
     desired: &DesiredState,
 ) -> Result<Plane, DaemonError> {
     let (fd, vnet) =
         tun::open(&cfg.interface.name, true).map_err(|e| DaemonError::Io(e.to_string()))?;
-    netdev::ensure(n, &spec(cfg, DeviceSpec::Tun, mtu, routes)).await?;
+    let net = spec(cfg, DeviceSpec::Tun, mtu, layout);
+    netdev::ensure(n, &net).await?;
     let udp = bind_data_port(underlay.map(|u| u.local), cfg.interface.listen_port, false)?;
     let sock = udp
         .try_clone()
@@ -136,6 +139,7 @@ async fn start_userspace<N: NetConfig>(
     Ok(Plane {
         dataplane: Box::new(dp),
         path: PathKind::Userspace,
+        spec: net,
         _udp: udp,
     })
 }
@@ -148,25 +152,25 @@ pub async fn start<N: NetConfig>(
     cfg: &Config,
     underlay: Option<&Underlay>,
     mtu: u32,
-    routes: &[crate::dataplane::Prefix],
+    layout: &Layout,
     desired: &DesiredState,
 ) -> Result<Plane, DaemonError> {
     let names = [cfg.interface.name.as_str(), &cfg.interface.peer_name()];
     match cfg.interface.dataplane {
-        DataplaneMode::Userspace => start_userspace(n, cfg, underlay, mtu, routes, desired).await,
-        DataplaneMode::Kernel => match start_kernel(n, cfg, underlay, mtu, routes, desired).await {
+        DataplaneMode::Userspace => start_userspace(n, cfg, underlay, mtu, layout, desired).await,
+        DataplaneMode::Kernel => match start_kernel(n, cfg, underlay, mtu, layout, desired).await {
             Ok(p) => Ok(p),
             Err(e) => {
                 let _ = netdev::remove(n, &names).await;
                 Err(e)
             }
         },
-        DataplaneMode::Auto => match start_kernel(n, cfg, underlay, mtu, routes, desired).await {
+        DataplaneMode::Auto => match start_kernel(n, cfg, underlay, mtu, layout, desired).await {
             Ok(p) => Ok(p),
             Err(e) => {
                 tracing::warn!("falling back to the userspace twin: {e}");
                 netdev::remove(n, &names).await?;
-                start_userspace(n, cfg, underlay, mtu, routes, desired).await
+                start_userspace(n, cfg, underlay, mtu, layout, desired).await
             }
         },
     }

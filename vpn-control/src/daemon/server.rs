@@ -7,29 +7,72 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use crate::control::{Request, Response, Status};
+use crate::control::{overlay_counters, OverlayStatus, PendingStatus, Request, Response, Status};
 use crate::dataplane::{Dataplane, DesiredState, PathKind};
+use crate::overlay::GroupOverlay;
 
 /// What the status answer is built from.
 pub struct Context {
     pub interface: String,
     pub path: PathKind,
     pub mtu: u32,
-    pub desired: DesiredState,
+    /// The state last applied to the data plane.
+    pub desired: Mutex<DesiredState>,
     pub dataplane: Arc<Mutex<Box<dyn Dataplane>>>,
+    pub overlay: Option<OverlayContext>,
+}
+
+/// The overlay part of the status.
+pub struct OverlayContext {
+    pub overlay: Arc<dyn GroupOverlay>,
+    /// Fixed fields and what the daemon loop keeps current (everything but
+    /// the counters, fetched per request).
+    pub status: Mutex<OverlayStatus>,
+}
+
+/// How long `status` waits for the overlay's counters.
+const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Context {
-    pub fn status(&self) -> Result<Status, String> {
-        let dp = self.dataplane.lock().unwrap_or_else(|e| e.into_inner());
-        let stats = dp.stats().map_err(|e| e.to_string())?;
-        Ok(Status::build(
+    pub async fn status(&self) -> Result<Status, String> {
+        let (stats, pass_up) = {
+            let dp = lock(&self.dataplane);
+            (dp.stats().map_err(|e| e.to_string())?, dp.pass_up_stats())
+        };
+        let mut st = Status::build(
             &self.interface,
             self.path,
             self.mtu,
-            &self.desired,
+            &lock(&self.desired),
             &stats,
-        ))
+        );
+        if let Some(o) = &self.overlay {
+            let stats = match tokio::time::timeout(STATS_TIMEOUT, o.overlay.stats()).await {
+                Ok(Ok(s)) => Some(s),
+                Ok(Err(e)) => {
+                    tracing::debug!("overlay counters: {e}");
+                    None
+                }
+                Err(_) => None,
+            };
+            let mut os = lock(&o.status).clone();
+            if let Some(s) = stats {
+                os.counters = overlay_counters(&s);
+                // Every verified member (the view only has those with keys).
+                os.members = s.members;
+            }
+            os.pending = PendingStatus {
+                passed_up: pass_up.passed,
+                pass_up_dropped: pass_up.dropped,
+                ..os.pending
+            };
+            st.overlay = Some(os);
+        }
+        Ok(st)
     }
 }
 
@@ -91,7 +134,7 @@ async fn handle(
         Ok(r) => {
             r?;
             match serde_json::from_str::<Request>(line.trim()) {
-                Ok(Request::Status) => match ctx.status() {
+                Ok(Request::Status) => match ctx.status().await {
                     Ok(s) => Response::status(s),
                     Err(e) => Response::error(e),
                 },

@@ -150,6 +150,13 @@ fn control_socket_serves_status_and_down() {
             s.counters.insert(vpn_common::stats::Counter::DropBadTag, 4);
             Ok(s)
         }
+        fn set_packet_sink(&mut self, _: crate::dataplane::PacketSink) {}
+        fn pass_up_stats(&self) -> crate::dataplane::PassUpStats {
+            Default::default()
+        }
+        fn inject(&self, _: &[Vec<u8>]) -> Result<usize, DataplaneError> {
+            Ok(0)
+        }
     }
     let dir = std::env::temp_dir().join(format!("gv-h3-sock-{}", std::process::id()));
     let sock = dir.join("s.sock");
@@ -170,8 +177,9 @@ fn control_socket_serves_status_and_down() {
             interface: "vpn0".into(),
             path: PathKind::Userspace,
             mtu: 1440,
-            desired: c.desired_state(1),
+            desired: Mutex::new(c.desired_state(1)),
             dataplane: Arc::new(Mutex::new(Box::new(FakePlane))),
+            overlay: None,
         });
         let (tx, mut rx) = mpsc::channel(1);
         let task = tokio::spawn(server::serve(listener, ctx, tx));

@@ -22,11 +22,31 @@ fn usable(a: &IpAddr) -> bool {
     }
 }
 
+/// An address outside every private range, to find the default route
+/// (`RTM_GETROUTE` only looks the route up; nothing is sent to it).
+const DEFAULT_ROUTE_PROBE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+/// Where the underlay route is looked up: the first lab peer's endpoint,
+/// else (with `[overlay]`) the first bootstrap address, else the default
+/// route; and how to name it in errors.
+fn target(cfg: &Config) -> Option<(IpAddr, &'static str)> {
+    if let Some(p) = cfg.peers.first() {
+        return Some((p.endpoint.ip(), "the first peer's endpoint"));
+    }
+    let o = cfg.overlay.as_ref()?;
+    Some(match o.first_bootstrap_ip() {
+        Some(ip) => (ip, "the first bootstrap address"),
+        None => (DEFAULT_ROUTE_PROBE, "the default route"),
+    })
+}
+
 /// The underlay: `interface.underlay` if set, else the interface of the
-/// route to the first peer's endpoint. `Ok(None)` when neither exists
-/// (no underlay configured and no peers).
+/// route to the first peer's endpoint, or with `[overlay]` and no peers to
+/// the first bootstrap address, or the default route's. `Ok(None)` when
+/// none exists (no underlay configured and nothing to route to).
 pub async fn find<N: NetConfig>(n: &N, cfg: &Config) -> Result<Option<Underlay>, NetError> {
-    let first = cfg.peers.first().map(|p| p.endpoint.ip());
+    let target = target(cfg);
+    let first = target.map(|t| t.0);
     let route = match first {
         Some(ip) => n.route_to(ip).await?,
         None => None,
@@ -38,9 +58,13 @@ pub async fn find<N: NetConfig>(n: &N, cfg: &Config) -> Result<Option<Underlay>,
             .ok_or_else(|| NetError::Other(format!("underlay interface {name} does not exist")))?,
         None => {
             let Some(r) = route else {
-                return match first {
-                    Some(ip) => Err(NetError::Other(format!(
-                        "no route to the first peer's endpoint {ip}; set interface.underlay"
+                return match target {
+                    // A node without lab peers, bootstrap or default route
+                    // (the first of a group, listening only): the twin
+                    // still runs.
+                    Some((_, "the default route")) => Ok(None),
+                    Some((ip, what)) => Err(NetError::Other(format!(
+                        "no route to {what} {ip}; set interface.underlay"
                     ))),
                     None => Ok(None),
                 };
@@ -52,7 +76,8 @@ pub async fn find<N: NetConfig>(n: &N, cfg: &Config) -> Result<Option<Underlay>,
     };
     if link.name == cfg.interface.name || link.name == cfg.interface.peer_name() {
         return Err(NetError::Other(format!(
-            "the route to the first peer goes through the VPN interface {} itself; set interface.underlay",
+            "the route to {} goes through the VPN interface {} itself; set interface.underlay",
+            target.map_or("the underlay", |t| t.1),
             link.name
         )));
     }

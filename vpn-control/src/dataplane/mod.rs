@@ -5,6 +5,7 @@
 //! TUN devices and data sockets.
 
 pub mod kernel;
+pub mod passup;
 pub mod userspace;
 
 use std::collections::BTreeMap;
@@ -83,6 +84,22 @@ pub enum DataplaneError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a data plane hands the inner packets it could not send because
+/// their destination has no session yet (the first packets to a member):
+/// the daemon starts the session and gives them back through
+/// [`Dataplane::inject`]. Bounded; a full channel drops the packet (the
+/// data planes count it in [`PassUpStats::dropped`]).
+pub type PacketSink = tokio::sync::mpsc::Sender<Vec<u8>>;
+
+/// Counters of the hand-over to the daemon.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassUpStats {
+    /// Packets handed to the [`PacketSink`].
+    pub passed: u64,
+    /// Packets dropped because the sink was full.
+    pub dropped: u64,
+}
+
 /// A data plane that can be reconciled to a desired state.
 pub trait Dataplane: Send {
     /// Which path this implementation is.
@@ -93,4 +110,15 @@ pub trait Dataplane: Send {
     fn apply(&mut self, desired: &DesiredState) -> Result<(), DataplaneError>;
     /// Current counters.
     fn stats(&self) -> Result<DataplaneStats, DataplaneError>;
+    /// From now on, hand inner packets to a destination without a session
+    /// (no peer owns it, or its peer has no sending key) to `sink`. Without
+    /// a sink they are only counted (lab configurations).
+    fn set_packet_sink(&mut self, sink: PacketSink);
+    /// What went to the sink so far.
+    fn pass_up_stats(&self) -> PassUpStats;
+    /// Sends inner IP packets (that waited for a session) through the
+    /// encrypt path as if they had just been routed into the interface.
+    /// Returns how many were handed on; a packet whose destination still has
+    /// no session is passed up again or counted as without session.
+    fn inject(&self, packets: &[Vec<u8>]) -> Result<usize, DataplaneError>;
 }

@@ -21,8 +21,13 @@ use aya::{Ebpf, EbpfLoader};
 use vpn_common::maps::{programs, DataplaneConfig, FAMILY_V4, FAMILY_V6};
 
 pub use self::object::object_bytes;
-use self::{maps::Maps, reader::NoSessionReader};
-use super::{Dataplane, DataplaneError, DataplaneStats, DesiredState, PathKind};
+use self::{
+    maps::Maps,
+    reader::{Injector, NoSessionReader},
+};
+use super::{
+    Dataplane, DataplaneError, DataplaneStats, DesiredState, PacketSink, PassUpStats, PathKind,
+};
 
 /// What the kernel data plane needs to know about the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +93,7 @@ pub struct TestRunOutcome {
 pub struct KernelDataplane {
     // Field order matters on drop: stop the reader before detaching.
     reader: Option<NoSessionReader>,
+    injector: Option<Injector>,
     maps: Maps,
     ebpf: Ebpf,
     stats_fd: Option<OwnedFd>,
@@ -139,6 +145,7 @@ impl KernelDataplane {
         dp.attach(programs::DECRYPT, &underlay)?;
         dp.attach(programs::ENCRYPT, &vpn0p)?;
         dp.reader = Some(NoSessionReader::start(params.vpn_peer_ifindex)?);
+        dp.injector = Some(Injector::new(params.vpn_ifindex, params.vpn_mac)?);
         tracing::info!(%vpn0p, %underlay, "kernel data plane attached");
         Ok(dp)
     }
@@ -164,6 +171,7 @@ impl KernelDataplane {
         maps.set_config(&params.config())?;
         Ok(Self {
             reader: None,
+            injector: None,
             maps,
             ebpf,
             stats_fd: None,
@@ -288,5 +296,33 @@ impl Dataplane for KernelDataplane {
 
     fn stats(&self) -> Result<DataplaneStats, DataplaneError> {
         self.maps.stats()
+    }
+
+    fn set_packet_sink(&mut self, sink: PacketSink) {
+        if let Some(r) = &self.reader {
+            r.pass_up().set(sink);
+        }
+    }
+
+    fn pass_up_stats(&self) -> PassUpStats {
+        self.reader
+            .as_ref()
+            .map_or_else(PassUpStats::default, |r| r.pass_up().stats())
+    }
+
+    fn inject(&self, packets: &[Vec<u8>]) -> Result<usize, DataplaneError> {
+        let Some(inj) = &self.injector else {
+            return Err(DataplaneError::Other(
+                "the data plane is not attached (no vpn0 to inject into)".into(),
+            ));
+        };
+        let mut sent = 0;
+        for p in packets {
+            match inj.send(p) {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::debug!("re-injecting a queued packet: {e}"),
+            }
+        }
+        Ok(sent)
     }
 }

@@ -1,7 +1,8 @@
 //! Reads the packets the encrypt program passes up on `vpn0p`: inner
 //! packets to a VPN destination without an established session (and to
-//! non-VPN destinations). Today it counts and logs them at debug level; the
-//! overlay issue starts a handshake from them.
+//! non-VPN destinations). It counts them and, once the daemon set a sink
+//! ([`PassUp`]), hands them over so that the daemon starts a session; the
+//! daemon writes them back with [`Injector`] once the keys are in the maps.
 //!
 //! The sockets are bound to ETH_P_IP and ETH_P_IPV6, not ETH_P_ALL: taps for
 //! ETH_P_ALL run *before* TC ingress and would copy every packet, while
@@ -14,12 +15,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::dataplane::passup::{destination, unicast_global, PassUp};
+
 const POLL_MS: i32 = 200;
 
 /// A background thread reading passed-up packets on one interface.
 pub struct NoSessionReader {
     stop: Arc<AtomicBool>,
     seen: Arc<AtomicU64>,
+    up: Arc<PassUp>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -57,29 +61,6 @@ fn packet_socket(ifindex: u32, proto: u16) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// The destination of an inner IP packet, for the log line.
-fn destination(p: &[u8]) -> Option<std::net::IpAddr> {
-    match p.first()? >> 4 {
-        4 if p.len() >= 20 => Some(std::net::IpAddr::from(
-            <[u8; 4]>::try_from(&p[16..20]).ok()?,
-        )),
-        6 if p.len() >= 40 => Some(std::net::IpAddr::from(
-            <[u8; 16]>::try_from(&p[24..40]).ok()?,
-        )),
-        _ => None,
-    }
-}
-
-/// Whether a destination could be a peer's address: multicast, broadcast
-/// and link-local traffic (MLD, router solicitations that `vpn0` sends on
-/// its own) is never routed to a peer.
-fn unicast_global(dst: std::net::IpAddr) -> bool {
-    match dst {
-        std::net::IpAddr::V4(a) => !(a.is_multicast() || a.is_broadcast() || a.is_link_local()),
-        std::net::IpAddr::V6(a) => !(a.is_multicast() || a.is_unicast_link_local()),
-    }
-}
-
 impl NoSessionReader {
     /// Starts reading on `ifindex` (vpn0p).
     pub fn start(ifindex: u32) -> io::Result<Self> {
@@ -89,15 +70,22 @@ impl NoSessionReader {
         ];
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(AtomicU64::new(0));
-        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let up = Arc::new(PassUp::default());
+        let (stop2, seen2, up2) = (stop.clone(), seen.clone(), up.clone());
         let thread = std::thread::Builder::new()
             .name("vpn0p-nosession".into())
-            .spawn(move || run(&socks, &stop2, &seen2))?;
+            .spawn(move || run(&socks, &stop2, &seen2, &up2))?;
         Ok(Self {
             stop,
             seen,
+            up,
             thread: Some(thread),
         })
+    }
+
+    /// The hand-over to the daemon.
+    pub fn pass_up(&self) -> &PassUp {
+        &self.up
     }
 
     /// Unicast packets read so far (multicast and link-local noise that
@@ -107,7 +95,7 @@ impl NoSessionReader {
     }
 }
 
-fn run(socks: &[OwnedFd; 2], stop: &AtomicBool, seen: &AtomicU64) {
+fn run(socks: &[OwnedFd; 2], stop: &AtomicBool, seen: &AtomicU64, up: &PassUp) {
     let mut buf = vec![0u8; 65536];
     let mut pfds: Vec<libc::pollfd> = socks
         .iter()
@@ -143,11 +131,12 @@ fn run(socks: &[OwnedFd; 2], stop: &AtomicBool, seen: &AtomicU64) {
                     continue;
                 };
                 seen.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
+                tracing::trace!(
                     len = pkt.len(),
                     %dst,
                     "packet without an established session passed up on vpn0p"
                 );
+                up.offer(pkt);
             }
         }
     }
@@ -159,5 +148,73 @@ impl Drop for NoSessionReader {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Writes inner IP packets into `vpn0`'s transmit side (an AF_PACKET
+/// datagram socket on `vpn0`): they cross the veth pair and meet the
+/// encrypt program on `vpn0p`'s ingress exactly like routed packets.
+pub struct Injector {
+    fd: OwnedFd,
+    ifindex: u32,
+    mac: [u8; 6],
+}
+
+impl Injector {
+    /// An injector on `vpn0` (`ifindex`, its MAC `mac`: frames are
+    /// addressed as `vpn0`'s own NOARP neighbours are).
+    pub fn new(ifindex: u32, mac: [u8; 6]) -> io::Result<Self> {
+        // SAFETY: plain socket(2) call; the result is checked. Protocol 0:
+        // the socket receives nothing.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd, ifindex, mac })
+    }
+
+    /// Sends one inner IP packet.
+    pub fn send(&self, pkt: &[u8]) -> io::Result<()> {
+        let proto = match pkt.first().map(|b| b >> 4) {
+            Some(4) => libc::ETH_P_IP as u16,
+            Some(6) => libc::ETH_P_IPV6 as u16,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not an IP packet",
+                ))
+            }
+        };
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto.to_be();
+        sll.sll_ifindex = self.ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&self.mac);
+        // SAFETY: sendto(2) with a valid buffer and a correctly sized
+        // sockaddr_ll.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }

@@ -35,7 +35,9 @@ use std::time::Duration;
 
 use vpn_common::stats::Counter;
 
-use super::{Dataplane, DataplaneError, DataplaneStats, DesiredState, PathKind};
+use super::{
+    Dataplane, DataplaneError, DataplaneStats, DesiredState, PacketSink, PassUpStats, PathKind,
+};
 use state::{Counters, PeerStats, Tables};
 use worker::Shared;
 
@@ -63,6 +65,7 @@ impl UserspaceDataplane {
             tables: RwLock::new(Arc::new(Tables::default())),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
+            pass_up: Default::default(),
         });
         let tun = Arc::new(tun);
         let udp = Arc::new(udp);
@@ -131,5 +134,17 @@ impl Dataplane for UserspaceDataplane {
             .map(|(id, s)| (*id, s.snapshot()))
             .collect();
         Ok(DataplaneStats { counters, peers })
+    }
+
+    fn set_packet_sink(&mut self, sink: PacketSink) {
+        self.shared.pass_up.set(sink);
+    }
+
+    fn pass_up_stats(&self) -> PassUpStats {
+        self.shared.pass_up.stats()
+    }
+
+    fn inject(&self, packets: &[Vec<u8>]) -> Result<usize, DataplaneError> {
+        tx::inject(&self.shared, &self._udp, packets)
     }
 }

@@ -15,6 +15,7 @@ use super::offload::{finish_checksum, Segmenter, VnetHdr, VNET_HDR_LEN};
 use super::packet;
 use super::state::{Counters, Tables};
 use super::worker::{Shared, BATCH, POLL_MS, SLOT};
+use crate::dataplane::passup::PassUp;
 
 /// Largest read from a TUN device with offloads (a 64 KB super-packet).
 const BIG: usize = VNET_HDR_LEN + 65_536;
@@ -50,8 +51,9 @@ impl TxBatch {
     }
 
     /// Routes and seals the `n`-byte inner packet in the next free slot
-    /// and queues it (or counts why not).
-    fn commit(&mut self, t: &Tables, c: &Counters, n: usize) {
+    /// and queues it (or counts why not, and hands a packet without a
+    /// session to the daemon).
+    fn commit(&mut self, t: &Tables, c: &Counters, up: &PassUp, n: usize) {
         if n > MAX_INNER_LEN {
             c.add(Counter::DropOversize, 1);
             return;
@@ -61,24 +63,26 @@ impl TxBatch {
         let Some(dst) = packet::inner_dst(&buf[HEADER_LEN..HEADER_LEN + n]) else {
             return;
         };
-        // No peer owns the destination: not ours to send (not counted, like
-        // a packet without a route).
-        let Some(peer) = t.routes.lookup(dst).and_then(|id| t.peers.get(&id)) else {
-            return;
-        };
-        let (Some(tx), Some(ep)) = (peer.tx.as_ref(), peer.endpoint) else {
-            c.add(Counter::NoSession, 1);
-            return;
-        };
-        let Some(counter) = tx.reserve(1) else {
-            c.add(Counter::NoSession, 1);
-            return;
-        };
-        let len = packet::seal(&tx.cipher, tx.remote_index, counter, buf, n);
-        self.batch.set_addr(i, &ep);
-        self.batch.lens[i] = n;
-        self.peer_of[i] = peer.id;
-        self.msgs.push((i, 0, len));
+        match seal_for(t, dst, buf, n) {
+            Sealed::Ok {
+                peer,
+                endpoint,
+                len,
+            } => {
+                self.batch.set_addr(i, &endpoint);
+                self.batch.lens[i] = n;
+                self.peer_of[i] = peer;
+                self.msgs.push((i, 0, len));
+            }
+            // No peer owns the destination (not counted, like a packet
+            // without a route), or its peer has no session: the daemon may
+            // start one.
+            Sealed::NoPeer => up.offer(&buf[HEADER_LEN..HEADER_LEN + n]),
+            Sealed::NoSession => {
+                c.add(Counter::NoSession, 1);
+                up.offer(&buf[HEADER_LEN..HEADER_LEN + n]);
+            }
+        }
     }
 
     fn flush(&mut self, udp: RawFd, t: &Tables, c: &Counters) {
@@ -108,6 +112,91 @@ impl TxBatch {
     }
 }
 
+/// The outcome of [`seal_for`].
+pub(super) enum Sealed {
+    /// Sealed in place: send `buf[..len]` to `endpoint`.
+    Ok {
+        peer: u32,
+        endpoint: std::net::SocketAddr,
+        len: usize,
+    },
+    /// No peer owns the destination.
+    NoPeer,
+    /// Its peer has no sending key or endpoint (buffer untouched).
+    NoSession,
+}
+
+/// Routes the `n`-byte inner packet at `buf[HEADER_LEN..]` to `dst`'s peer
+/// and seals it in place with a fresh counter.
+pub(super) fn seal_for(t: &Tables, dst: std::net::IpAddr, buf: &mut [u8], n: usize) -> Sealed {
+    let Some(peer) = t.routes.lookup(dst).and_then(|id| t.peers.get(&id)) else {
+        return Sealed::NoPeer;
+    };
+    let (Some(tx), Some(endpoint)) = (peer.tx.as_ref(), peer.endpoint) else {
+        return Sealed::NoSession;
+    };
+    let Some(counter) = tx.reserve(1) else {
+        return Sealed::NoSession;
+    };
+    let len = packet::seal(&tx.cipher, tx.remote_index, counter, buf, n);
+    Sealed::Ok {
+        peer: peer.id,
+        endpoint,
+        len,
+    }
+}
+
+/// Seals and sends packets that waited for a session (the daemon's
+/// re-injection), one `sendto` each; counted like the worker's packets.
+pub(super) fn inject(
+    shared: &Shared,
+    udp: &std::net::UdpSocket,
+    packets: &[Vec<u8>],
+) -> Result<usize, crate::dataplane::DataplaneError> {
+    let t = shared.snapshot();
+    let c = &shared.counters;
+    let mut buf = vec![0u8; SLOT];
+    let mut sent = 0;
+    for p in packets {
+        let n = p.len();
+        if n > MAX_INNER_LEN {
+            c.add(Counter::DropOversize, 1);
+            continue;
+        }
+        let Some(dst) = packet::inner_dst(p) else {
+            continue;
+        };
+        buf[HEADER_LEN..HEADER_LEN + n].copy_from_slice(p);
+        match seal_for(&t, dst, &mut buf, n) {
+            Sealed::Ok {
+                peer,
+                endpoint,
+                len,
+            } => match udp.send_to(&buf[..len], endpoint) {
+                Ok(_) => {
+                    sent += 1;
+                    c.add(Counter::TxPackets, 1);
+                    c.add(Counter::TxBytes, n as u64);
+                    if let Some(p) = t.peers.get(&peer) {
+                        p.stats.tx_packets.fetch_add(1, Ordering::Relaxed);
+                        p.stats.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("sending a re-injected packet: {e}");
+                    c.add(Counter::TxError, 1);
+                }
+            },
+            Sealed::NoPeer => shared.pass_up.offer(p),
+            Sealed::NoSession => {
+                c.add(Counter::NoSession, 1);
+                shared.pass_up.offer(p);
+            }
+        }
+    }
+    Ok(sent)
+}
+
 enum Read {
     Packet(usize),
     Empty,
@@ -133,6 +222,7 @@ pub fn tx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
     let mut out = TxBatch::new();
     let mut big = if vnet { vec![0u8; BIG] } else { Vec::new() };
     let c = &shared.counters;
+    let up = &shared.pass_up;
     while !shared.stop.load(Ordering::Relaxed) {
         if !wait_readable(tun, POLL_MS) {
             continue;
@@ -147,7 +237,7 @@ pub fn tx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
                     Read::Packet(n) => n,
                     Read::Empty => break,
                 };
-                out.commit(&t, c, n);
+                out.commit(&t, c, up, n);
                 continue;
             }
             let n = match read_one(tun, &mut big) {
@@ -171,7 +261,7 @@ pub fn tx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
                         continue;
                     }
                     out.slot()[..pkt.len()].copy_from_slice(pkt);
-                    out.commit(&t, c, pkt.len());
+                    out.commit(&t, c, up, pkt.len());
                 }
                 Ok(Some(s)) => {
                     if s.max_len() > MAX_INNER_LEN {
@@ -183,7 +273,7 @@ pub fn tx_loop(shared: &Shared, tun: RawFd, udp: RawFd, vnet: bool) {
                             out.flush(udp, &t, c);
                         }
                         let n = s.write(pkt, i, out.slot());
-                        out.commit(&t, c, n);
+                        out.commit(&t, c, up, n);
                     }
                 }
                 Err(_) => c.add(Counter::TxError, 1),

@@ -30,6 +30,8 @@ pub struct Shared {
     pub tables: RwLock<Arc<Tables>>,
     pub counters: Counters,
     pub stop: AtomicBool,
+    /// Packets without a session go to the daemon through this.
+    pub pass_up: crate::dataplane::passup::PassUp,
 }
 
 impl Shared {
