@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use vpn_pki::Crl;
 
+use super::claims::VerifiedClaim;
 use super::resolve::Resolved;
 use super::{OverlayError, OverlayStats};
 
@@ -25,6 +26,16 @@ pub(crate) enum Command {
     ),
     SetCrl(Crl, oneshot::Sender<Result<(), OverlayError>>),
     Announce(Vec<IpAddr>),
+    GetClaims(
+        IpAddr,
+        oneshot::Sender<Result<Vec<VerifiedClaim>, OverlayError>>,
+    ),
+    PutClaim {
+        addr: IpAddr,
+        value: Vec<u8>,
+        expires: std::time::SystemTime,
+        reply: oneshot::Sender<Result<(), OverlayError>>,
+    },
     Shutdown,
 }
 
@@ -98,6 +109,32 @@ impl Client {
             .send(Command::Announce(addresses))
             .await
             .map_err(|_| OverlayError::Stopped)
+    }
+
+    /// Every verified claim on `addr` in the private DHT (all replicas the
+    /// lookup reaches and the local store, merged: one per owner). Empty
+    /// when there is none.
+    pub async fn get_claims(&self, addr: IpAddr) -> Result<Vec<VerifiedClaim>, OverlayError> {
+        self.ask(|tx| Command::GetClaims(addr, tx)).await?
+    }
+
+    /// Signs `value` (an encoded `vpn_core::addr::Claim` of this node) with
+    /// this node's key and certificate and stores it under the key of
+    /// `addr` until `expires`, locally and at the closest members. An error
+    /// may still have stored it somewhere (read it back).
+    pub async fn put_claim(
+        &self,
+        addr: IpAddr,
+        value: Vec<u8>,
+        expires: std::time::SystemTime,
+    ) -> Result<(), OverlayError> {
+        self.ask(|reply| Command::PutClaim {
+            addr,
+            value,
+            expires,
+            reply,
+        })
+        .await?
     }
 
     /// Stops the event loop.

@@ -9,10 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use libp2p::kad::store::RecordStore as _;
-use libp2p::kad::{
-    self, GetProvidersOk, GetRecordOk, QueryId, QueryResult, Quorum, Record, RecordKey,
-};
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -20,7 +17,6 @@ use libp2p::{gossipsub, identify, Multiaddr, PeerId, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
-use vpn_pki::{AddressAssignment, MemberInfo};
 
 use super::behaviour::{
     build_swarm, MemberBehaviour, MemberBehaviourEvent, SessionRequest, SessionResponse,
@@ -28,12 +24,12 @@ use super::behaviour::{
 use super::client::Command;
 use super::ids;
 use super::membership::{DataInfo, MemberTable, MembershipRequest};
-use super::resolve::{check_address_record, AddressClaim, ResolveCache, Resolved};
+use super::resolve::ResolveCache;
 use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
 
+mod claims;
 mod requests;
 
-type ResolveReply = oneshot::Sender<Result<Resolved, OverlayError>>;
 type SessionAnswer = std::pin::Pin<
     Box<
         dyn std::future::Future<Output = (ResponseChannel<SessionResponse>, Option<Vec<u8>>)>
@@ -48,7 +44,6 @@ pub struct EventLoop {
     events: mpsc::Sender<OverlayEvent>,
     members: MemberTable,
     own_cert: Vec<u8>,
-    own_info: MemberInfo,
     keypair: libp2p::identity::Keypair,
     provider_key: RecordKey,
     public_protocol: StreamProtocol,
@@ -59,8 +54,16 @@ pub struct EventLoop {
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     membership_pending: HashSet<PeerId>,
     backoff: HashMap<PeerId, Instant>,
-    resolving: HashMap<QueryId, (IpAddr, Vec<ResolveReply>)>,
-    resolving_addr: HashMap<IpAddr, QueryId>,
+    claim_queries: HashMap<QueryId, claims::ClaimQuery>,
+    claim_query_of: HashMap<IpAddr, QueryId>,
+    put_waiters: HashMap<QueryId, claims::PutReply>,
+    republish_queries: HashSet<QueryId>,
+    /// This node's latest claim per address (republished as the group
+    /// grows).
+    own_claims: HashMap<IpAddr, super::claims::VerifiedClaim>,
+    /// Fixed addresses the event loop claims itself
+    /// ([`OverlayConfig::claim_fixed_addresses`]).
+    fixed_claims: Vec<IpAddr>,
     cache: ResolveCache,
     session_pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, OverlayError>>>,
     session_answers: FuturesUnordered<SessionAnswer>,
@@ -85,7 +88,12 @@ impl EventLoop {
     ) -> Result<Self, OverlayError> {
         let me = config.keypair.public().to_peer_id();
         let members = MemberTable::new(config.group.clone(), config.ca.clone(), config.crl.clone());
+        // The node's own certificate must verify now.
         let own_info = members.check(&me, &config.cert, SystemTime::now())?;
+        let fixed_claims = match (&own_info.address, config.claim_fixed_addresses) {
+            (vpn_pki::AddressAssignment::Fixed(a), true) => a.clone(),
+            _ => Vec::new(),
+        };
         let group = config.group.clone();
         let proto = config.public_kad_protocol.clone();
         let ttl = config.timers.record_ttl;
@@ -117,7 +125,6 @@ impl EventLoop {
             events,
             members,
             own_cert: config.cert,
-            own_info,
             keypair: config.keypair,
             provider_key: RecordKey::new(&ids::provider_key(&config.group)),
             public_protocol: config.public_kad_protocol,
@@ -129,8 +136,12 @@ impl EventLoop {
             peer_addrs: HashMap::new(),
             membership_pending: HashSet::new(),
             backoff: HashMap::new(),
-            resolving: HashMap::new(),
-            resolving_addr: HashMap::new(),
+            claim_queries: HashMap::new(),
+            claim_query_of: HashMap::new(),
+            put_waiters: HashMap::new(),
+            republish_queries: HashSet::new(),
+            own_claims: HashMap::new(),
+            fixed_claims,
             cache: ResolveCache::default(),
             session_pending: HashMap::new(),
             session_answers: FuturesUnordered::new(),
@@ -166,6 +177,7 @@ impl EventLoop {
     }
 
     pub(super) fn emit_member_data(&mut self, peer: PeerId, data: DataInfo) {
+        self.forget_unannounced(&peer, &data.addresses);
         let observed = self
             .conn_ips
             .get(&peer)
@@ -259,62 +271,6 @@ impl EventLoop {
         } else {
             (self.discovery_delay * 2).min(self.timers.discovery_max)
         };
-    }
-
-    /// (Re)publishes this node's address claims: when the set of members
-    /// grew since the last publication (so the new closest members get
-    /// them), or at half the record lifetime.
-    fn publish_own_records(&mut self) {
-        let AddressAssignment::Fixed(addrs) = self.own_info.address.clone() else {
-            return; // allocation from the range is not implemented yet
-        };
-        let n = self.members.len();
-        if n == 0 {
-            return;
-        }
-        // Republish when the member set grew by half since the last time
-        // (the claim then reaches the closest members of the larger set:
-        // O(log n) publications while a group forms), once more when the set
-        // grew and then stayed quiet for `discovery_max`, after a failed
-        // publication, and at half the TTL.
-        let due = match self.published_at {
-            None => true,
-            Some((at, count)) => {
-                n >= count + (count / 2).max(1)
-                    || (n > count && at.elapsed() >= self.timers.discovery_max)
-                    || at.elapsed() >= self.timers.record_ttl / 2
-            }
-        };
-        if !due {
-            return;
-        }
-        let expires = SystemTime::now() + self.timers.record_ttl;
-        for addr in addrs {
-            let claim = AddressClaim {
-                addr,
-                cert: self.own_cert.clone(),
-            };
-            let value = match claim.sign(expires, &self.keypair) {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!(%addr, "overlay: cannot sign address claim: {e}");
-                    continue;
-                }
-            };
-            let mut record = Record::new(ids::address_key(addr), value);
-            record.publisher = Some(*self.swarm.local_peer_id());
-            record.expires = Some(Instant::now() + self.timers.record_ttl);
-            if let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .private_kad
-                .inner()
-                .put_record(record, Quorum::One)
-            {
-                warn!(%addr, "overlay: storing address claim: {e}");
-            }
-        }
-        self.published_at = Some((Instant::now(), n));
     }
 
     fn in_backoff(&mut self, peer: &PeerId) -> bool {
@@ -540,117 +496,6 @@ impl EventLoop {
         }
     }
 
-    fn on_private_kad(&mut self, ev: kad::Event) {
-        match ev {
-            kad::Event::InboundRequest {
-                request:
-                    kad::InboundRequest::PutRecord {
-                        source,
-                        record: Some(record),
-                        ..
-                    },
-            } => self.on_inbound_put(source, record),
-            kad::Event::OutboundQueryProgressed {
-                id,
-                result: QueryResult::GetRecord(res),
-                step,
-                ..
-            } => self.on_get_record(id, res, step.last),
-            kad::Event::OutboundQueryProgressed {
-                result: QueryResult::PutRecord(Err(e)),
-                ..
-            } => {
-                debug!("overlay: publishing a record: {e}; retrying next round");
-                self.published_at = None;
-            }
-            _ => {}
-        }
-    }
-
-    fn on_inbound_put(&mut self, source: PeerId, record: Record) {
-        if !self.members.is_member(&source) {
-            self.stats.private_requests_refused += 1;
-            warn!(peer = %source, "overlay: PUT from a non-member ignored");
-            return;
-        }
-        let now = SystemTime::now();
-        let key = record.key.to_vec();
-        let checked = match parse_address_key(&key) {
-            Some(addr) => check_address_record(addr, &record.value, &self.members, now).map(|_| ()),
-            None => Err(super::record::RecordRejection::Content(
-                "unknown key".into(),
-            )),
-        };
-        match checked {
-            Ok(()) => {
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .private_kad
-                    .inner()
-                    .store_mut()
-                    .put(record)
-                {
-                    warn!("overlay: storing record: {e}");
-                }
-            }
-            Err(r) => {
-                self.stats.count_rejection(&r);
-                warn!(peer = %source, reason = %r, "overlay: record refused on PUT");
-            }
-        }
-    }
-
-    fn on_get_record(
-        &mut self,
-        id: QueryId,
-        res: Result<GetRecordOk, kad::GetRecordError>,
-        last: bool,
-    ) {
-        let Some((addr, _)) = self.resolving.get(&id) else {
-            return;
-        };
-        let addr = *addr;
-        if let Ok(GetRecordOk::FoundRecord(found)) = res {
-            let now = SystemTime::now();
-            match check_address_record(addr, &found.record.value, &self.members, now) {
-                Ok(r) => {
-                    self.cache.insert(r.clone(), now, self.timers.cache_ttl);
-                    if let Some(mut q) = self
-                        .swarm
-                        .behaviour_mut()
-                        .private_kad
-                        .inner()
-                        .query_mut(&id)
-                    {
-                        q.finish();
-                    }
-                    self.finish_resolve(id, Ok(r));
-                    return;
-                }
-                Err(r) => {
-                    self.stats.count_rejection(&r);
-                    warn!(%addr, reason = %r, "overlay: address record ignored");
-                }
-            }
-        }
-        if last {
-            self.finish_resolve(id, Err(OverlayError::NotFound(addr)));
-        }
-    }
-
-    fn finish_resolve(&mut self, id: QueryId, res: Result<Resolved, OverlayError>) {
-        if let Some((addr, replies)) = self.resolving.remove(&id) {
-            self.resolving_addr.remove(&addr);
-            for r in replies {
-                let _ = r.send(match &res {
-                    Ok(v) => Ok(v.clone()),
-                    Err(_) => Err(OverlayError::NotFound(addr)),
-                });
-            }
-        }
-    }
-
     // ---- commands --------------------------------------------------------------
 
     fn on_command(&mut self, cmd: Command) {
@@ -701,30 +546,15 @@ impl EventLoop {
                 let _ = tx.send(res);
             }
             Command::Announce(addresses) => self.announce(addresses),
+            Command::GetClaims(addr, tx) => self.get_claims(addr, tx),
+            Command::PutClaim {
+                addr,
+                value,
+                expires,
+                reply,
+            } => self.put_claim(addr, value, expires, reply),
             Command::Shutdown => {}
         }
-    }
-
-    fn resolve(&mut self, addr: IpAddr, tx: ResolveReply) {
-        let now = SystemTime::now();
-        if let Some(r) = self.cache.get(addr, now) {
-            let _ = tx.send(Ok(r));
-            return;
-        }
-        if let Some(id) = self.resolving_addr.get(&addr) {
-            if let Some((_, replies)) = self.resolving.get_mut(id) {
-                replies.push(tx);
-                return;
-            }
-        }
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .private_kad
-            .inner()
-            .get_record(RecordKey::new(&ids::address_key(addr)));
-        self.resolving.insert(id, (addr, vec![tx]));
-        self.resolving_addr.insert(addr, id);
     }
 }
 
@@ -741,12 +571,4 @@ pub(crate) fn multiaddr_ip(a: &Multiaddr) -> Option<IpAddr> {
         Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
         _ => None,
     })
-}
-
-fn parse_address_key(key: &[u8]) -> Option<IpAddr> {
-    std::str::from_utf8(key)
-        .ok()?
-        .strip_prefix("/groupvpn/addr/")?
-        .parse()
-        .ok()
 }

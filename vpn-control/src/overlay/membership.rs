@@ -95,6 +95,11 @@ impl MemberTable {
         &self.group
     }
 
+    /// Whether `addr` is a host address of one of the group's ranges.
+    pub fn in_range(&self, addr: IpAddr) -> bool {
+        self.ca.ranges().iter().any(|r| r.is_host_address(addr))
+    }
+
     /// Checks a certificate presented by `peer` (the PeerId of the
     /// authenticated connection) at `now`, without recording it.
     pub fn check(

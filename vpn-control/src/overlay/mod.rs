@@ -18,10 +18,12 @@
 //!   `/groupvpn/<group>/events` (messages accepted only from members).
 //!
 //! Records in the private DHT are owner-signed with an expiry
-//! ([`record`]); address claims ([`resolve::AddressClaim`]) resolve a
-//! virtual address to the owner's PeerId and certificate.
+//! ([`record`]); address claims ([`claims`], one format for allocation and
+//! resolution) resolve a virtual address to the owner's PeerId and
+//! certificate.
 
 pub mod behaviour;
+pub mod claims;
 mod client;
 mod event_loop;
 pub mod gate;
@@ -46,7 +48,7 @@ pub use client::Client;
 pub use event_loop::EventLoop;
 pub use node::{NodeConfig, OverlayNode};
 pub use public_node::PublicNode;
-pub use resolve::{AddressClaim, Resolved};
+pub use resolve::Resolved;
 pub use view::{GroupOverlay, GroupView, PeerView};
 
 /// Overlay errors.
@@ -140,6 +142,11 @@ pub struct OverlayConfig {
     pub timers: Timers,
     /// Capacity of the command and event channels.
     pub channel_capacity: usize,
+    /// The event loop itself claims the certificate's fixed addresses (a
+    /// fixed claim leased for `timers.record_ttl`, renewed at half). For an
+    /// overlay used without [`node`] (tests, benches); [`node::start`] turns
+    /// it off, its address service claims through the allocator.
+    pub claim_fixed_addresses: bool,
 }
 
 impl OverlayConfig {
@@ -158,6 +165,7 @@ impl OverlayConfig {
             announce_listen_addrs: true,
             timers: Timers::default(),
             channel_capacity: 64,
+            claim_fixed_addresses: true,
         }
     }
 }

@@ -35,7 +35,7 @@ pub const MAX_PAYLOAD: usize = 8 * 1024;
 /// What a record says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RecordKind {
-    /// A virtual address claim ([`super::AddressClaim`]).
+    /// A virtual address claim entry ([`super::claims`]).
     Address,
     /// A kind this version does not know (kept for counting).
     Unknown(u8),

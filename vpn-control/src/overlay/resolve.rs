@@ -1,81 +1,15 @@
-//! Address claims in the private DHT and their resolution (pure; time passed
-//! in), plus the resolution cache.
+//! Resolution of virtual addresses (the winning live claim in the private
+//! DHT, see [`super::claims`]) and the resolution cache (pure; time passed
+//! in).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libp2p::identity::Keypair;
 use libp2p::PeerId;
-use vpn_pki::{AddressAssignment, MemberInfo};
+use vpn_pki::{MemberCert, MemberInfo};
 
-use super::ids::address_key;
-use super::membership::MemberTable;
-use super::record::{sign_record, verify_record, RecordKind, RecordRejection};
-
-/// An address claim: "virtual address `addr` is mine; here is my
-/// certificate". Payload encoding: `u8 family (4|6) | address bytes |
-/// certificate DER`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AddressClaim {
-    /// The claimed virtual address.
-    pub addr: IpAddr,
-    /// The owner's member certificate (DER).
-    pub cert: Vec<u8>,
-}
-
-impl AddressClaim {
-    /// Payload bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(17 + self.cert.len());
-        match self.addr {
-            IpAddr::V4(a) => {
-                v.push(4);
-                v.extend_from_slice(&a.octets());
-            }
-            IpAddr::V6(a) => {
-                v.push(6);
-                v.extend_from_slice(&a.octets());
-            }
-        }
-        v.extend_from_slice(&self.cert);
-        v
-    }
-
-    /// Parses payload bytes.
-    pub fn decode(b: &[u8]) -> Result<Self, RecordRejection> {
-        let bad = RecordRejection::Malformed("address claim");
-        let (addr, rest) = match b.first() {
-            Some(4) if b.len() >= 5 => {
-                let o: [u8; 4] = b[1..5].try_into().map_err(|_| bad.clone())?;
-                (IpAddr::V4(Ipv4Addr::from(o)), &b[5..])
-            }
-            Some(6) if b.len() >= 17 => {
-                let o: [u8; 16] = b[1..17].try_into().map_err(|_| bad.clone())?;
-                (IpAddr::V6(Ipv6Addr::from(o)), &b[17..])
-            }
-            _ => return Err(bad),
-        };
-        if rest.is_empty() {
-            return Err(bad);
-        }
-        Ok(Self {
-            addr,
-            cert: rest.to_vec(),
-        })
-    }
-
-    /// Signs the claim as a DHT record value valid until `expires`.
-    pub fn sign(&self, expires: SystemTime, kp: &Keypair) -> Result<Vec<u8>, RecordRejection> {
-        sign_record(
-            &address_key(self.addr),
-            RecordKind::Address,
-            &self.encode(),
-            expires,
-            kp,
-        )
-    }
-}
+use super::claims::VerifiedClaim;
 
 /// A resolved virtual address.
 #[derive(Clone, Debug)]
@@ -88,57 +22,25 @@ pub struct Resolved {
     pub cert: Vec<u8>,
     /// What the certificate proves.
     pub info: MemberInfo,
-    /// When the claim expires.
+    /// When the claim expires (the end of its current lease).
     pub expires: SystemTime,
+    /// The address comes from the owner's certificate.
+    pub fixed: bool,
 }
 
-/// Checks a record value found under the private DHT key of `addr` at
-/// `now`: an owner-signed, unexpired address claim for `addr`, whose
-/// certificate verifies (CA, validity, group, CRL) for the record's owner,
-/// and which grants the address (fixed in the certificate, or inside the
-/// group range for certificates that allocate).
-pub fn check_address_record(
-    addr: IpAddr,
-    value: &[u8],
-    members: &MemberTable,
-    now: SystemTime,
-) -> Result<Resolved, RecordRejection> {
-    let rec = verify_record(&address_key(addr), value, now)?;
-    if rec.kind != RecordKind::Address {
-        return Err(RecordRejection::Content(format!(
-            "record kind {:?} under an address key",
-            rec.kind
-        )));
+impl Resolved {
+    /// The resolution a winning claim gives.
+    pub fn from_claim(c: &VerifiedClaim) -> Result<Self, vpn_pki::PkiError> {
+        let info = MemberCert::from_der(&c.cert)?.info().clone();
+        Ok(Self {
+            addr: c.claim.addr,
+            peer: c.owner,
+            cert: c.cert.clone(),
+            info,
+            expires: UNIX_EPOCH + c.claim.expiry,
+            fixed: c.claim.fixed,
+        })
     }
-    let claim = AddressClaim::decode(&rec.payload)?;
-    if claim.addr != addr {
-        return Err(RecordRejection::Content(format!(
-            "claim for {} under the key of {addr}",
-            claim.addr
-        )));
-    }
-    let info = members
-        .check(&rec.owner, &claim.cert, now)
-        .map_err(|e| RecordRejection::Content(format!("owner {} certificate: {e}", rec.owner)))?;
-    match &info.address {
-        AddressAssignment::Fixed(a) if a.contains(&addr) => {}
-        AddressAssignment::Fixed(_) => {
-            return Err(RecordRejection::Content(format!(
-                "certificate of {} does not grant {addr}",
-                rec.owner
-            )))
-        }
-        // Allocating members: the certificate check above already confirmed
-        // group membership; range checks belong to the allocator.
-        AddressAssignment::Allocate => {}
-    }
-    Ok(Resolved {
-        addr,
-        peer: rec.owner,
-        cert: claim.cert,
-        info,
-        expires: rec.expires,
-    })
 }
 
 /// Resolution cache: entries live until the claim expires or `ttl` passes,
@@ -171,18 +73,32 @@ impl ResolveCache {
     pub fn forget_peer(&mut self, peer: &PeerId) {
         self.entries.retain(|_, (r, _)| r.peer != *peer);
     }
+
+    /// Drops the entries of `peer` except for `keep` (addresses it still
+    /// announces).
+    pub fn forget_peer_except(&mut self, peer: &PeerId, keep: &[IpAddr]) {
+        self.entries
+            .retain(|a, (r, _)| r.peer != *peer || keep.contains(a));
+    }
+
+    /// Drops the entry of `addr` (its claims changed).
+    pub fn forget_addr(&mut self, addr: IpAddr) {
+        self.entries.remove(&addr);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
-
+    use vpn_core::addr::Claim;
     use vpn_pki::{
-        CaParams, CertProfile, GroupCa, NodeIdentity, RevocationReason, RevokedEntry, Role,
+        AddressAssignment, CaParams, CertProfile, GroupCa, NodeIdentity, RevocationReason,
+        RevokedEntry, Role,
     };
 
     use super::*;
+    use crate::overlay::claims::{check_entry, sign_entry};
     use crate::overlay::ids::{from_pki_peer, keypair_of};
+    use crate::overlay::membership::MemberTable;
 
     const DAY: Duration = Duration::from_secs(86_400);
 
@@ -190,10 +106,10 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(1_767_225_600)
     }
 
-    fn ca(group: &str) -> GroupCa {
+    fn ca() -> GroupCa {
         GroupCa::init(
             &CaParams {
-                group: group.into(),
+                group: "lab".into(),
                 ranges: vec!["10.77.0.0/24".parse().unwrap()],
                 validity: 365 * DAY,
             },
@@ -222,109 +138,40 @@ mod tests {
         .to_vec()
     }
 
-    fn claim(addr: IpAddr, cert: &[u8], signer: &NodeIdentity, expires: SystemTime) -> Vec<u8> {
-        AddressClaim {
-            addr,
-            cert: cert.to_vec(),
-        }
-        .sign(expires, &keypair_of(signer))
-        .unwrap()
-    }
-
     fn table(ca: &GroupCa) -> MemberTable {
         MemberTable::new("lab".into(), ca.certificate().clone(), None)
     }
 
-    #[test]
-    fn valid_claim_resolves_to_owner() {
-        let ca = ca("lab");
+    fn resolved(lease: Duration) -> Resolved {
+        let ca = ca();
         let id = NodeIdentity::generate();
-        let cert = issue(&ca, &id, a("10.77.0.5"), 30 * DAY);
-        let v = claim(a("10.77.0.5"), &cert, &id, t0() + DAY);
-        let r = check_address_record(
-            a("10.77.0.5"),
-            &v,
-            &table(&ca),
-            t0() + Duration::from_secs(60),
-        )
-        .unwrap();
+        let addr = a("10.77.0.5");
+        let cert = issue(&ca, &id, addr, 30 * DAY);
+        let start = t0().duration_since(UNIX_EPOCH).unwrap();
+        let c = Claim {
+            group: "lab".into(),
+            addr,
+            owner: from_pki_peer(&id.peer_id()).to_bytes(),
+            fixed: true,
+            released: false,
+            since: start,
+            lease_start: start,
+            expiry: start + lease,
+            seq: 1,
+        };
+        let e = sign_entry(addr, &c.encode(), t0() + lease, &cert, &keypair_of(&id)).unwrap();
+        let (v, _) = check_entry(addr, &e, &table(&ca), t0()).unwrap();
+        let r = Resolved::from_claim(&v).unwrap();
         assert_eq!(r.peer, from_pki_peer(&id.peer_id()));
         assert_eq!(r.cert, cert);
-        assert_eq!(r.expires, t0() + DAY);
-    }
-
-    #[test]
-    fn claims_that_do_not_fit_are_refused() {
-        let ca = ca("lab");
-        let id = NodeIdentity::generate();
-        let now = t0() + Duration::from_secs(60);
-        let cert = issue(&ca, &id, a("10.77.0.5"), 30 * DAY);
-        let t = table(&ca);
-        // Under another address's key (replay).
-        let v = claim(a("10.77.0.5"), &cert, &id, t0() + DAY);
-        assert!(matches!(
-            check_address_record(a("10.77.0.6"), &v, &t, now),
-            Err(RecordRejection::Forged(_))
-        ));
-        // An address the certificate does not grant.
-        let v = claim(a("10.77.0.6"), &cert, &id, t0() + DAY);
-        assert!(matches!(
-            check_address_record(a("10.77.0.6"), &v, &t, now),
-            Err(RecordRejection::Content(_))
-        ));
-        // Someone else's certificate, signed by the thief.
-        let thief = NodeIdentity::generate();
-        let v = claim(a("10.77.0.5"), &cert, &thief, t0() + DAY);
-        assert!(matches!(
-            check_address_record(a("10.77.0.5"), &v, &t, now),
-            Err(RecordRejection::Content(_))
-        ));
-        // A certificate from another CA of the same group name.
-        let other = self::ca("lab");
-        let foreign = issue(&other, &id, a("10.77.0.5"), 30 * DAY);
-        let v = claim(a("10.77.0.5"), &foreign, &id, t0() + DAY);
-        assert!(matches!(
-            check_address_record(a("10.77.0.5"), &v, &t, now),
-            Err(RecordRejection::Content(_))
-        ));
-        // An expired claim.
-        let v = claim(a("10.77.0.5"), &cert, &id, t0() + DAY);
-        assert!(matches!(
-            check_address_record(a("10.77.0.5"), &v, &t, t0() + 2 * DAY),
-            Err(RecordRejection::Expired(_))
-        ));
-        // A live claim whose certificate has expired.
-        let short = issue(&ca, &id, a("10.77.0.5"), DAY);
-        let v = claim(a("10.77.0.5"), &short, &id, t0() + 10 * DAY);
-        assert!(matches!(
-            check_address_record(a("10.77.0.5"), &v, &t, t0() + 2 * DAY),
-            Err(RecordRejection::Content(_))
-        ));
-        // Garbage.
-        assert!(check_address_record(a("10.77.0.5"), b"\x01\x01garbage", &t, now).is_err());
-    }
-
-    #[test]
-    fn claim_payload_roundtrip() {
-        for addr in [a("10.77.0.5"), a("fd77::5")] {
-            let c = AddressClaim {
-                addr,
-                cert: vec![1, 2, 3],
-            };
-            assert_eq!(AddressClaim::decode(&c.encode()).unwrap(), c);
-        }
-        assert!(AddressClaim::decode(&[4, 10, 77, 0, 5]).is_err()); // no certificate
-        assert!(AddressClaim::decode(&[5, 10, 77, 0, 5, 1]).is_err());
-        assert!(AddressClaim::decode(&[]).is_err());
+        assert!(r.fixed);
+        assert_eq!(r.expires, t0() + lease);
+        r
     }
 
     #[test]
     fn cache_expires_and_forgets() {
-        let ca = ca("lab");
-        let id = NodeIdentity::generate();
-        let cert = issue(&ca, &id, a("10.77.0.5"), 30 * DAY);
-        let v = claim(a("10.77.0.5"), &cert, &id, t0() + Duration::from_secs(100));
-        let r = check_address_record(a("10.77.0.5"), &v, &table(&ca), t0()).unwrap();
+        let r = resolved(Duration::from_secs(100));
         let mut c = ResolveCache::default();
         // The claim's expiry bounds the TTL.
         c.insert(r.clone(), t0(), Duration::from_secs(1000));
@@ -342,11 +189,19 @@ mod tests {
         c.insert(r.clone(), t0(), Duration::from_secs(10));
         c.forget_peer(&r.peer);
         assert!(c.get(a("10.77.0.5"), t0()).is_none());
+        c.insert(r.clone(), t0(), Duration::from_secs(10));
+        c.forget_peer_except(&r.peer, &[a("10.77.0.5")]);
+        assert!(c.get(a("10.77.0.5"), t0()).is_some());
+        c.forget_peer_except(&r.peer, &[]);
+        assert!(c.get(a("10.77.0.5"), t0()).is_none());
+        c.insert(r.clone(), t0(), Duration::from_secs(10));
+        c.forget_addr(a("10.77.0.5"));
+        assert!(c.get(a("10.77.0.5"), t0()).is_none());
     }
 
     #[test]
     fn member_table_admits_rechecks_and_revokes() {
-        let ca = ca("lab");
+        let ca = ca();
         let id = NodeIdentity::generate();
         let peer = from_pki_peer(&id.peer_id());
         let cert = issue(&ca, &id, a("10.77.0.5"), DAY);
@@ -390,5 +245,8 @@ mod tests {
         let gone = t.recheck(t0());
         assert!(matches!(gone[0].1, vpn_pki::PkiError::Revoked { .. }));
         assert!(t.admit(peer, &cert, t0()).is_err());
+        // Ranges.
+        assert!(t.in_range(a("10.77.0.9")));
+        assert!(!t.in_range(a("10.77.0.0")) && !t.in_range(a("10.78.0.1")));
     }
 }

@@ -100,12 +100,15 @@ pub struct NodeConfig {
     /// Longest wait for the release of allocated addresses on
     /// [`GroupOverlay::shutdown`].
     pub release_timeout: Duration,
+    /// Address claims start when the first member is verified, or after
+    /// this long (a lone node).
+    pub join_grace: Duration,
 }
 
 impl NodeConfig {
     /// Defaults: WireGuard's session timers, the allocator's default lease
     /// (600 s, renewed at 300 s), 5 s connect timeout, 10 s address
-    /// refresh, 2 s release wait.
+    /// refresh, 2 s release wait, 3 s join grace.
     pub fn new(overlay: OverlayConfig, data_port: u16) -> Self {
         Self {
             overlay,
@@ -116,6 +119,7 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(5),
             address_refresh: Duration::from_secs(10),
             release_timeout: Duration::from_secs(2),
+            join_grace: Duration::from_secs(3),
         }
     }
 }
@@ -172,9 +176,12 @@ pub fn start(
 > {
     let own_cert = cfg.overlay.cert.clone();
     let capacity = cfg.overlay.channel_capacity;
-    let addr_plan = addresses::Plan::new(&cfg)?;
+    let me = cfg.overlay.keypair.public().to_peer_id();
+    let addr_plan = addresses::Plan::new(&cfg, &me.to_bytes())?;
     let release_timeout = cfg.release_timeout;
-    let (client, mut event_loop, events) = super::new(cfg.overlay)?;
+    let mut overlay = cfg.overlay;
+    overlay.claim_fixed_addresses = false;
+    let (client, mut event_loop, events) = super::new(overlay)?;
     event_loop.set_data_plane(cfg.data_port, cfg.data_ips);
     let (to_sessions, session_events) = mpsc::channel(capacity);
     let (sessions, keys, session_task) = session_driver::start(
