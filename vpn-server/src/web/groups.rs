@@ -79,7 +79,21 @@ pub async fn page_h(st: &AppState, u: &CurrentUser, name: &str) -> WebResult {
     let flash = flash_of(st, u).await?;
     let mut c = conn(st).await?;
     let g = ops::group_or_404(&mut c, name).await?;
-    let role = ops::require_role(&mut c, &g, &u.actor()).await?;
+    let role = match ops::require_role(&mut c, &g, &u.actor()).await {
+        Ok(r) => r,
+        Err(AppError::Forbidden(msg)) => {
+            let body = maud::html! {
+                p { a #join-link href=(format!("/groups/{}/join", g.name)) { "Ask to join " (g.name) } }
+            };
+            return Ok((
+                axum::http::StatusCode::FORBIDDEN,
+                page(&format!("Group {}", g.name), Some(u), Some(&msg), body),
+            )
+                .into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let own_node = members::member_of_user(&mut c, g.id, u.0.user_id).await?;
     let members = members::members(&mut c, g.id).await?;
     let expiries = members::cert_expiries(&mut c, g.id).await?;
     let pending = if role == "admin" {
@@ -94,6 +108,7 @@ pub async fn page_h(st: &AppState, u: &CurrentUser, name: &str) -> WebResult {
         expiries: &expiries,
         pending: &pending,
         csrf: &u.0.csrf,
+        has_node: own_node.is_some_and(|m| m.status != "revoked"),
     });
     Ok(page(
         &format!("Group {}", g.name),

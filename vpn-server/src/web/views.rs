@@ -67,6 +67,8 @@ pub struct GroupView<'a> {
     pub pending: &'a [JoinRequest],
     /// The session's CSRF token.
     pub csrf: &'a str,
+    /// Whether the viewer has a (not revoked) node in the group.
+    pub has_node: bool,
 }
 
 /// `/groups/{name}`.
@@ -79,7 +81,11 @@ pub fn group_page(v: &GroupView<'_>) -> Markup {
             strong { (if admin { "administrator" } else { "member" }) }
         }
         p {
-            a href=(format!("/groups/{}/blob", g.name)) { "Your configuration blob" }
+            @if v.has_node {
+                a href=(format!("/groups/{}/blob", g.name)) { "Your configuration blob" }
+            } @else {
+                a #join-link href=(format!("/groups/{}/join", g.name)) { "Add a node of yours" }
+            }
             @if admin { " · " a href=(format!("/groups/{}/audit", g.name)) { "Audit log" } }
         }
         @if admin {

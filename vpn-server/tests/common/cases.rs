@@ -305,12 +305,48 @@ pub async fn full_flow(s: &Server) {
     assert_eq!(r.status, 403, "revoked renew: {}", r.body);
     assert_eq!(bob.get("/groups/lab/blob").await.status, 403);
 
+    // An administrator adds a node of their own like anyone else.
+    assert!(ok_page(&mut alice, "/groups/lab")
+        .await
+        .contains("id=\"join-link\""));
+    assert_eq!(
+        web::join(&mut alice, "lab", "alice-gw", "gateway")
+            .await
+            .status,
+        303
+    );
+    let ids = request_ids(&ok_page(&mut alice, "/groups/lab").await);
+    let r = post_action(
+        &mut alice,
+        &format!("/groups/lab/requests/{}/approve", ids[0]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let page = ok_page(&mut alice, "/groups/lab").await;
+    assert!(page.contains("<strong>administrator</strong>"), "{page}");
+    assert!(blob_of(&ok_page(&mut alice, "/groups/lab/blob").await).is_some());
+
+    // A denied request: no membership, no blob.
+    let mut dan = user(s, "dan").await;
+    assert_eq!(web::join(&mut dan, "lab", "dan-pc", "hi").await.status, 303);
+    let ids = request_ids(&ok_page(&mut alice, "/groups/lab").await);
+    let deny = format!("/groups/lab/requests/{}/deny", ids[0]);
+    assert_eq!(post_action(&mut dan, &deny).await.status, 403);
+    assert_eq!(post_action(&mut alice, &deny).await.status, 303);
+    assert_eq!(post_action(&mut alice, &deny).await.status, 409);
+    assert!(ok_page(&mut dan, "/groups")
+        .await
+        .contains("request denied"));
+    assert_eq!(dan.get("/groups/lab").await.status, 403);
+    assert_eq!(dan.get("/groups/lab/blob").await.status, 403);
+
     // Audit log: administrators only.
     let audit = ok_page(&mut alice, "/groups/lab/audit").await;
     for action in [
         "create-group",
         "request",
         "approve",
+        "deny",
         "blob",
         "enroll",
         "renew",
