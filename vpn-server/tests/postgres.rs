@@ -9,7 +9,7 @@ use common::{cases, pg::Postgres, server::Server};
 async fn web_and_api_on_postgres() {
     let pg = Postgres::start();
     let s = Server::start(Some(&pg.url()));
-    cases::full_flow(&s).await;
+    let _ = cases::full_flow(&s).await;
     cases::bad_input(&s).await;
     cases::kill_during_enrolments(s).await;
     drop(pg);

@@ -68,7 +68,8 @@ async fn ok_page(c: &mut Client, path: &str) -> String {
 
 /// The whole flow: accounts, group, join request, approval, blob, enrol,
 /// renew, CRL, revocation, audit log, settings, logout.
-pub async fn full_flow(s: &Server) {
+/// Returns the blob secrets it used (for the at-rest checks).
+pub async fn full_flow(s: &Server) -> Vec<String> {
     let mut anon = s.client();
     let r = anon.get("/healthz").await;
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
@@ -393,6 +394,7 @@ pub async fn full_flow(s: &Server) {
     assert_eq!((r.status, r.location()), (303, Some("/login")));
     bob.cookies = saved;
     assert_eq!(bob.get("/groups").await.status, 401, "replayed cookie");
+    vec![secret, csecret, old]
 }
 
 /// A logged-in client for a new account.
