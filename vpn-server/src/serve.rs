@@ -57,6 +57,7 @@ pub async fn open_state(cfg: Config, tls_sha256: String, public_url: String) -> 
     ensure_data_dir(&cfg)?;
     let key = ServerKey::load_or_create(&cfg.data_dir)?;
     let db = Db::open(&cfg.database).await?;
+    check_server_key(&db, &key).await?;
     let passwords = Passwords::new(cfg.argon2)?;
     let limiter = RateLimiter::new(Duration::from_secs(cfg.limits.window_secs));
     Ok(AppState {
@@ -68,6 +69,26 @@ pub async fn open_state(cfg: Config, tls_sha256: String, public_url: String) -> 
         public_url,
         tls_sha256,
     })
+}
+
+/// Refuses to run with a server key that cannot open the CA keys already
+/// in the database (a lost `server.key` replaced by a new one, or the
+/// wrong `GROUPVPN_SERVER_KEY`): every signature would fail.
+async fn check_server_key(db: &Db, key: &ServerKey) -> Result<()> {
+    let mut c = db.pool().acquire().await?;
+    let sealed = crate::db::groups::any_sealed_key(&mut c)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some((group, enc)) = sealed {
+        key.open(&enc, &group).map_err(|_| {
+            anyhow::anyhow!(
+                "the server key cannot decrypt the CA key of group {group:?}: restore the \
+                 server.key (or GROUPVPN_SERVER_KEY) that belongs to this database \
+                 (see docs/group-server.md, backup)"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -87,6 +108,11 @@ pub async fn run(cfg: Config) -> Result<()> {
     let listener = tls::TlsListener::new(tcp, tls::server_config(id)?)?;
     let app = crate::app::router(Arc::clone(&st));
     spawn_housekeeping(Arc::clone(&st));
+    eprintln!(
+        "vpn-server: data {}, database {}",
+        st.cfg.data_dir.display(),
+        crate::db::redact(&st.cfg.database)
+    );
     println!("vpn-server listening on https://{local} (tls sha256 {fingerprint})");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

@@ -52,3 +52,45 @@ fn at_rest(s: &Server, secrets: &[String]) {
         );
     }
 }
+
+/// A server key that does not belong to the database is refused at start
+/// (instead of failing every signature later).
+#[test]
+fn refuses_a_foreign_server_key() {
+    let s = Server::start(None);
+    let out = s.admin(&["create-user", "k"], Some("k-password\n"));
+    assert!(out.status.success());
+    let out = s.admin(
+        &[
+            "create-group",
+            "kg",
+            "--range",
+            "10.5.0.0/24",
+            "--admin",
+            "k",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(common::server::bin())
+        .arg("--data-dir")
+        .arg(&s.data_dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env(
+            "GROUPVPN_SERVER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot decrypt the CA key of group \"kg\""),
+        "{err}"
+    );
+}

@@ -232,3 +232,14 @@ pub async fn replace_crl(
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// One group's name and sealed CA key (to check the server key at start).
+pub async fn any_sealed_key(conn: &mut AnyConnection) -> AppResult<Option<(String, String)>> {
+    let row = sqlx::query("SELECT name, ca_key_enc FROM vpn_groups ORDER BY created_at LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(r) => Some((col(&r, "name")?, col(&r, "ca_key_enc")?)),
+        None => None,
+    })
+}
