@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{cases, pg::Postgres, server::Server};
+use common::{bad_input, cases, crash, pg::Postgres, server::Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_and_api_on_postgres() {
     let pg = Postgres::start();
     let s = Server::start(Some(&pg.url()));
     let _ = cases::full_flow(&s).await;
-    cases::bad_input(&s).await;
-    cases::kill_during_enrolments(s).await;
+    bad_input::bad_input(&s).await;
+    crash::kill_during_enrolments(s).await;
     drop(pg);
 }

@@ -3,15 +3,15 @@
 
 mod common;
 
-use common::{cases, server::Server};
+use common::{bad_input, cases, crash, server::Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_and_api_on_sqlite() {
     let s = Server::start(None);
     let secrets = cases::full_flow(&s).await;
     at_rest(&s, &secrets);
-    cases::bad_input(&s).await;
-    cases::kill_during_enrolments(s).await;
+    bad_input::bad_input(&s).await;
+    crash::kill_during_enrolments(s).await;
 }
 
 /// What the data directory holds: private files 0600, no CA key, blob
