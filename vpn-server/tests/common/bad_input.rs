@@ -298,6 +298,25 @@ pub async fn bad_input(s: &Server) {
         303
     );
 
+    // --- A revoked member's blob ------------------------------------------
+    let out = s.admin(&["add-node", "sec-a", "revoked-1"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secret = decode_blob(text.trim())["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = post_action(&mut mallory, "/groups/sec-a/members/revoked-1/revoke").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, csr) = node("revoked-1");
+    let r = enroll(&mut anon, &secret, &csr).await;
+    assert_eq!(r.status, 403, "revoked secret: {}", r.body);
+    assert!(r.error().contains("revoked"), "{}", r.body);
+
     // --- A full address range: 503, and the secret stays usable ---------
     assert_eq!(
         web::create_group(&mut mallory, "tiny", "10.99.0.0/30", "30")
