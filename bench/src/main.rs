@@ -7,10 +7,14 @@
 //!   lookup latency versus group size (in-process), time from `up` to the
 //!   first reply and on-demand session set-up (namespaces, root); writes
 //!   `DIR/overlay.{json,md}`.
+//! - `vpn-bench server --out DIR`: the group server's enrolments per second
+//!   and CRL fetch latency, SQLite and PostgreSQL; writes
+//!   `DIR/server.{json,md}` (runs `$VPN_SERVER_BIN`).
 
 mod dataplane;
 mod machine;
 mod overlay;
+mod server;
 mod signals;
 mod stats;
 
@@ -34,6 +38,9 @@ enum Suite {
     /// Private-DHT lookup latency vs group size; time from `up` to the
     /// first reply and to an on-demand session (namespace part needs root).
     Overlay(overlay::Args),
+    /// Group server: enrolments per second and CRL fetch latency under 200
+    /// concurrent clients, SQLite and PostgreSQL side by side.
+    Server(server::Args),
 }
 
 fn main() -> Result<()> {
@@ -51,6 +58,7 @@ fn main() -> Result<()> {
             signals::install()?;
             overlay::run(&args)
         }
+        Suite::Server(args) => server::run(&args),
     }
 }
 

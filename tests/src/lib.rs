@@ -26,6 +26,7 @@ mod overlay;
 mod pcap;
 mod process;
 mod scenario;
+pub mod server;
 mod status;
 mod tools;
 mod wait;
