@@ -11,6 +11,7 @@ async fn web_and_api_on_postgres() {
     let s = Server::start(Some(&pg.url()));
     let _ = cases::full_flow(&s).await;
     bad_input::bad_input(&s).await;
+    crash::concurrent_enrolments(&s).await;
     crash::kill_during_enrolments(s).await;
     drop(pg);
 }

@@ -11,6 +11,7 @@ async fn web_and_api_on_sqlite() {
     let secrets = cases::full_flow(&s).await;
     at_rest(&s, &secrets);
     bad_input::bad_input(&s).await;
+    crash::concurrent_enrolments(&s).await;
     crash::kill_during_enrolments(s).await;
 }
 

@@ -243,3 +243,17 @@ pub async fn any_sealed_key(conn: &mut AnyConnection) -> AppResult<Option<(Strin
         None => None,
     })
 }
+
+/// Locks the group's row until the transaction ends (PostgreSQL: a row
+/// lock that queues the group's other enrolments and CRL changes instead
+/// of letting them race for the same address or CRL number; SQLite: the
+/// write lock), then reads the group as it is now.
+pub async fn lock_and_get(conn: &mut AnyConnection, id: i64) -> AppResult<Group> {
+    sqlx::query("UPDATE vpn_groups SET crl_number = crl_number WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    by_id(conn, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("the group no longer exists".into()))
+}

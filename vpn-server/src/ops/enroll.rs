@@ -97,9 +97,9 @@ pub async fn enroll(st: &AppState, secret: &str, csr_pem: &str) -> AppResult<Enr
                 "this enrolment secret was already used".into(),
             ));
         }
-        let g = crate::db::groups::by_id(&mut tx, m.group_id)
-            .await?
-            .ok_or_else(|| AppError::NotFound("the group no longer exists".into()))?;
+        // One enrolment per group at a time: the address allocation below
+        // must see the previous one's address.
+        let g = crate::db::groups::lock_and_get(&mut tx, m.group_id).await?;
         let g = pki::with_fresh_crl(st, &mut tx, g).await?;
         if let Some(other) = members::by_peer_id(&mut tx, &peer)
             .await?

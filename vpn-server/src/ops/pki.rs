@@ -178,6 +178,10 @@ pub async fn with_fresh_crl(st: &AppState, conn: &mut AnyConnection, g: Group) -
     if !crl_due(&g, db::now_secs()) {
         return Ok(g);
     }
+    let g = groups::lock_and_get(conn, g.id).await?;
+    if !crl_due(&g, db::now_secs()) {
+        return Ok(g);
+    }
     resign_crl(st, conn, &g, SystemTime::now()).await?;
     audit::add(conn, Some(g.id), "server", "crl", "re-signed (due)").await?;
     groups::by_id(conn, g.id)

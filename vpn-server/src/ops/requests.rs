@@ -119,6 +119,7 @@ pub async fn revoke(st: &AppState, actor: &Actor, group: &str, node_name: &str) 
     crate::in_tx!(&st.db, |tx| {
         let g = group_or_404(&mut tx, group).await?;
         require_admin(&mut tx, &g, actor).await?;
+        let g = groups::lock_and_get(&mut tx, g.id).await?;
         let m = members::members(&mut tx, g.id)
             .await?
             .into_iter()

@@ -1,4 +1,4 @@
-//! `kill -9` while enrolments are in flight.
+//! Concurrent enrolments, and `kill -9` while enrolments are in flight.
 
 use serde_json::json;
 use vpn_pki::NodeIdentity;
@@ -127,4 +127,55 @@ pub async fn kill_during_enrolments(mut s: Server) {
     );
     drop(s2);
     drop(s);
+}
+
+/// 40 enrolments into one group at once: all succeed, with distinct
+/// addresses (no lost races, no 5xx).
+pub async fn concurrent_enrolments(s: &Server) {
+    let out = s.admin(&["create-user", "conc"], Some("conc-password\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.admin(
+        &[
+            "create-group",
+            "conc",
+            "--range",
+            "10.91.0.0/24",
+            "--admin",
+            "conc",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.admin(&["add-node", "conc", "c", "--count", "40"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let b = decode_blob(line);
+        let name = b["node_name"].as_str().unwrap().to_owned();
+        let secret = b["secret"].as_str().unwrap().to_owned();
+        let mut c = s.client();
+        tasks.spawn(async move {
+            let (id, csr) = node(&name);
+            let r = enroll(&mut c, &secret, &csr).await;
+            assert_eq!(r.status, 200, "{name}: {}", r.body);
+            check_issued(&r.json(), &id, "conc", &name).0
+        });
+    }
+    let mut addresses = std::collections::HashSet::new();
+    while let Some(a) = tasks.join_next().await {
+        assert!(addresses.insert(a.unwrap()), "duplicate address");
+    }
+    assert_eq!(addresses.len(), 40);
 }
