@@ -72,15 +72,18 @@ impl OverlaySection {
         c
     }
 
-    /// The IP of the first bootstrap address, if it has one (not DNS).
-    pub fn first_bootstrap_ip(&self) -> Option<std::net::IpAddr> {
-        self.bootstrap.iter().find_map(|m| {
-            m.iter().find_map(|p| match p {
-                Protocol::Ip4(a) => Some(a.into()),
-                Protocol::Ip6(a) => Some(a.into()),
-                _ => None,
+    /// The IPs of the bootstrap addresses (DNS ones left out), in order.
+    pub fn bootstrap_ips(&self) -> Vec<std::net::IpAddr> {
+        self.bootstrap
+            .iter()
+            .filter_map(|m| {
+                m.iter().find_map(|p| match p {
+                    Protocol::Ip4(a) => Some(a.into()),
+                    Protocol::Ip6(a) => Some(a.into()),
+                    _ => None,
+                })
             })
-        })
+            .collect()
     }
 }
 

@@ -411,7 +411,10 @@ fn overlay_defaults() {
     assert!(o.announce_listen_addrs);
     assert_eq!(o.rekey_after, std::time::Duration::from_secs(120));
     assert_eq!(o.reject_after, std::time::Duration::from_secs(180));
-    assert_eq!(o.first_bootstrap_ip(), Some("192.0.2.10".parse().unwrap()));
+    assert_eq!(
+        o.bootstrap_ips(),
+        vec!["192.0.2.10".parse::<std::net::IpAddr>().unwrap()]
+    );
     o.session_config().validate().unwrap();
 }
 

@@ -207,3 +207,73 @@ fn control_socket_serves_status_and_down() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn overlay_cfg(bootstrap: &[&str]) -> Config {
+    let b: Vec<String> = bootstrap
+        .iter()
+        .map(|ip| {
+            format!(
+                "\"/ip4/{ip}/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA\""
+            )
+        })
+        .collect();
+    Config::parse(&format!(
+        "[interface]\nname = \"vpn0\"\n[overlay]\nidentity = \"k\"\ncertificate = \"c\"\nca = \"ca\"\nbootstrap = [{}]\n",
+        b.join(", ")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn overlay_underlay_from_bootstrap_default_route_or_none() {
+    let n = FakeNet::new();
+    let eth = n.add_other("eth0", 1500);
+    n.add_underlay_route(
+        parse_prefix("192.168.91.0/24").unwrap(),
+        eth,
+        Some("192.168.91.2".parse().unwrap()),
+    );
+    // The route to the bootstrap address.
+    let u = block_on(find_underlay(&n, &overlay_cfg(&["192.168.91.1"])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (u.name.as_str(), u.local),
+        ("eth0", "192.168.91.2".parse().unwrap())
+    );
+    // No bootstrap and no default route: no underlay (the twin runs).
+    assert_eq!(
+        block_on(find_underlay(&n, &overlay_cfg(&[]))).unwrap(),
+        None
+    );
+    // An unreachable bootstrap is an error naming it.
+    let e = block_on(find_underlay(&n, &overlay_cfg(&["10.9.9.9"]))).unwrap_err();
+    assert!(e.to_string().contains("10.9.9.9"), "{e}");
+    // With a default route: a node without bootstrap uses it.
+    let wan = n.add_other("wan0", 1400);
+    n.add_underlay_route(
+        parse_prefix("0.0.0.0/0").unwrap(),
+        wan,
+        Some("203.0.113.5".parse().unwrap()),
+    );
+    let u = block_on(find_underlay(&n, &overlay_cfg(&[])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.name, "wan0");
+}
+
+#[test]
+fn a_bootstrap_node_on_this_host_means_the_link_holding_its_address() {
+    let n = FakeNet::new();
+    let lo = n.add_other("lo", 65536);
+    let eth = n.add_other("eth0", 1500);
+    block_on(n.add_address(eth, "192.168.91.1/24".parse().unwrap())).unwrap();
+    n.add_underlay_route(parse_prefix("192.168.91.1/32").unwrap(), lo, None);
+    let u = block_on(find_underlay(&n, &overlay_cfg(&["192.168.91.1"])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (u.name.as_str(), u.local),
+        ("eth0", "192.168.91.1".parse().unwrap())
+    );
+}

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::netdev::{NetConfig, NetError};
+use crate::netdev::{NetConfig, NetError, RouteInfo};
 
 /// The physical interface the encrypted packets use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,53 +26,85 @@ fn usable(a: &IpAddr) -> bool {
 /// (`RTM_GETROUTE` only looks the route up; nothing is sent to it).
 const DEFAULT_ROUTE_PROBE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
 
-/// Where the underlay route is looked up: the first lab peer's endpoint,
-/// else (with `[overlay]`) the first bootstrap address, else the default
-/// route; and how to name it in errors.
-fn target(cfg: &Config) -> Option<(IpAddr, &'static str)> {
+/// Where the underlay route is looked up, in order: the first lab peer's
+/// endpoint; else (with `[overlay]`) the bootstrap addresses, then the
+/// default route. With how to name each in errors.
+fn targets(cfg: &Config) -> Vec<(IpAddr, &'static str)> {
     if let Some(p) = cfg.peers.first() {
-        return Some((p.endpoint.ip(), "the first peer's endpoint"));
+        return vec![(p.endpoint.ip(), "the first peer's endpoint")];
     }
-    let o = cfg.overlay.as_ref()?;
-    Some(match o.first_bootstrap_ip() {
-        Some(ip) => (ip, "the first bootstrap address"),
-        None => (DEFAULT_ROUTE_PROBE, "the default route"),
-    })
+    let Some(o) = &cfg.overlay else {
+        return Vec::new();
+    };
+    let mut out: Vec<(IpAddr, &'static str)> = o
+        .bootstrap_ips()
+        .into_iter()
+        .map(|ip| (ip, "the bootstrap address"))
+        .collect();
+    out.push((DEFAULT_ROUTE_PROBE, "the default route"));
+    out
 }
 
 /// The underlay: `interface.underlay` if set, else the interface of the
 /// route to the first peer's endpoint, or with `[overlay]` and no peers to
-/// the first bootstrap address, or the default route's. `Ok(None)` when
-/// none exists (no underlay configured and nothing to route to).
+/// the first bootstrap address that is not this host's own (a bootstrap
+/// node on this host routes through `lo`), else the default route's.
+/// `Ok(None)` when none exists (no underlay configured and nothing to
+/// route to).
 pub async fn find<N: NetConfig>(n: &N, cfg: &Config) -> Result<Option<Underlay>, NetError> {
-    let target = target(cfg);
+    let targets = targets(cfg);
+    let mut found = None;
+    for (ip, what) in &targets {
+        let Some(mut r) = n.route_to(*ip).await? else {
+            continue;
+        };
+        let mut link = n
+            .link_by_index(r.ifindex)
+            .await?
+            .ok_or_else(|| NetError::Other(format!("underlay link {} vanished", r.ifindex)))?;
+        if link.name == "lo" && *what != "the first peer's endpoint" {
+            // A bootstrap node on this host: the underlay is the link that
+            // holds its address (it listens there for the members).
+            let Some(index) = n.link_with_address(*ip).await?.filter(|i| *i != link.index) else {
+                continue;
+            };
+            let Some(l) = n.link_by_index(index).await? else {
+                continue;
+            };
+            r = RouteInfo {
+                ifindex: index,
+                source: Some(*ip),
+            };
+            link = l;
+        }
+        found = Some((*ip, *what, r, link));
+        break;
+    }
+    let target = found
+        .as_ref()
+        .map(|f| (f.0, f.1))
+        .or(targets.first().copied());
     let first = target.map(|t| t.0);
-    let route = match first {
-        Some(ip) => n.route_to(ip).await?,
-        None => None,
-    };
+    let route = found.as_ref().map(|f| f.2);
     let link = match &cfg.interface.underlay {
         Some(name) => n
             .link(name)
             .await?
             .ok_or_else(|| NetError::Other(format!("underlay interface {name} does not exist")))?,
-        None => {
-            let Some(r) = route else {
-                return match target {
-                    // A node without lab peers, bootstrap or default route
-                    // (the first of a group, listening only): the twin
+        None => match found {
+            Some((_, _, _, link)) => link,
+            None => {
+                return match targets.first() {
+                    Some((ip, what)) if *what != "the default route" => Err(NetError::Other(
+                        format!("no route to {what} {ip}; set interface.underlay"),
+                    )),
+                    // No lab peers, no bootstrap, no default route (the
+                    // first node of a group, listening only): the twin
                     // still runs.
-                    Some((_, "the default route")) => Ok(None),
-                    Some((ip, what)) => Err(NetError::Other(format!(
-                        "no route to {what} {ip}; set interface.underlay"
-                    ))),
-                    None => Ok(None),
+                    _ => Ok(None),
                 };
-            };
-            n.link_by_index(r.ifindex)
-                .await?
-                .ok_or_else(|| NetError::Other(format!("underlay link {} vanished", r.ifindex)))?
-        }
+            }
+        },
     };
     if link.name == cfg.interface.name || link.name == cfg.interface.peer_name() {
         return Err(NetError::Other(format!(

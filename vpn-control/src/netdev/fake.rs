@@ -200,6 +200,15 @@ impl NetConfig for FakeNet {
         self.with_link(index, |l| l.addresses.clone())
     }
 
+    async fn link_with_address(&self, addr: IpAddr) -> Result<Option<u32>, NetError> {
+        let inner = self.0.lock().unwrap();
+        Ok(inner
+            .links
+            .iter()
+            .find(|(_, l)| l.addresses.iter().any(|a| a.addr == addr))
+            .map(|(i, _)| *i))
+    }
+
     async fn add_address(&self, index: u32, a: InterfaceAddress) -> Result<(), NetError> {
         let name = self.with_link(index, |l| {
             l.addresses.push(a);

@@ -212,6 +212,21 @@ impl NetConfig for LinuxNet {
             .collect())
     }
 
+    async fn link_with_address(&self, addr: IpAddr) -> Result<Option<u32>, NetError> {
+        let msgs: Vec<AddressMessage> =
+            self.handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetError::netlink("listing addresses", io_err(e)))?;
+        Ok(msgs
+            .iter()
+            .find(|m| address_of(m).is_some_and(|a| a.addr == addr))
+            .map(|m| m.header.index))
+    }
+
     async fn add_address(&self, index: u32, a: InterfaceAddress) -> Result<(), NetError> {
         let mut req = self.handle.address().add(index, a.addr, a.len);
         if a.addr.is_ipv6() {

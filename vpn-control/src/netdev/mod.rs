@@ -102,6 +102,8 @@ pub trait NetConfig {
     async fn delete_link(&self, index: u32) -> Result<(), NetError>;
     async fn set_link(&self, index: u32, s: LinkSettings) -> Result<(), NetError>;
     async fn addresses(&self, index: u32) -> Result<Vec<InterfaceAddress>, NetError>;
+    /// The link that holds address `addr`, if any.
+    async fn link_with_address(&self, addr: IpAddr) -> Result<Option<u32>, NetError>;
     async fn add_address(&self, index: u32, a: InterfaceAddress) -> Result<(), NetError>;
     async fn del_address(&self, index: u32, a: InterfaceAddress) -> Result<(), NetError>;
     /// Routes through `index` installed with [`ROUTE_PROTO`].
