@@ -7,8 +7,16 @@ use crate::db::groups::{Group, Listed};
 use crate::db::members::{JoinRequest, Member};
 use crate::db::{self};
 
+/// `2026-11-25 10:46 UTC`.
 fn when(secs: i64) -> String {
-    vpn_pki::fmt_time(db::from_secs(secs))
+    human(&vpn_pki::fmt_time(db::from_secs(secs)))
+}
+
+fn human(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(d), Some(t)) => format!("{d} {t} UTC"),
+        _ => rfc3339.to_owned(),
+    }
 }
 
 /// `/groups`: all groups and the create form.
@@ -22,9 +30,9 @@ pub fn groups_list(groups: &[Listed], csrf: &str) -> Markup {
                 tbody {
                     @for g in groups {
                         tr {
-                            td { a href=(format!("/groups/{}", g.name)) { (g.name) } }
-                            td.mono { @if g.role.is_some() { (g.range4) } @else { "—" } }
-                            td {
+                            td data-label="Group" { a href=(format!("/groups/{}", g.name)) { (g.name) } }
+                            td.mono data-label="Range" { @if g.role.is_some() { (g.range4) } @else { "—" } }
+                            td data-label="You" {
                                 @match (g.role.as_deref(), g.request.as_deref()) {
                                     (Some("admin"), _) => "administrator",
                                     (Some(_), _) => { "member · " a href=(format!("/groups/{}/blob", g.name)) { "blob" } },
@@ -98,11 +106,11 @@ pub fn group_page(v: &GroupView<'_>) -> Markup {
                     tbody {
                         @for r in v.pending {
                             tr #(format!("request-{}", r.id)) {
-                                td { (r.username) }
-                                td.mono { (r.node_name) }
-                                td { (r.reason) }
-                                td { (when(r.created_at)) }
-                                td {
+                                td data-label="Account" { (r.username) }
+                                td.mono data-label="Node name" { (r.node_name) }
+                                td data-label="Reason" { (r.reason) }
+                                td data-label="Asked" { (when(r.created_at)) }
+                                td.actions {
                                     form.inline #(format!("approve-{}", r.id)) method="post"
                                         action=(format!("/groups/{}/requests/{}/approve", g.name, r.id)) {
                                         input type="hidden" name="csrf" value=(v.csrf);
@@ -132,14 +140,14 @@ pub fn group_page(v: &GroupView<'_>) -> Markup {
                 tbody {
                     @for m in v.members {
                         tr #(format!("member-{}", m.node_name)) {
-                            td.mono { (m.node_name) }
-                            td { (m.username.as_deref().unwrap_or("—")) }
-                            td class=(format!("status-{}", m.status)) { (m.status) }
-                            td.mono { (m.address.as_deref().unwrap_or("—")) }
+                            td.mono data-label="Node" { (m.node_name) }
+                            td data-label="Account" { (m.username.as_deref().unwrap_or("—")) }
+                            td class=(format!("status-{}", m.status)) data-label="Status" { (m.status) }
+                            td.mono data-label="Address" { (m.address.as_deref().unwrap_or("—")) }
                             @if admin {
-                                td.mono { (m.peer_id.as_deref().unwrap_or("—")) }
-                                td { (v.expiries.get(&m.id).map_or("—".to_owned(), |t| when(*t))) }
-                                td {
+                                td.mono data-label="PeerId" { (m.peer_id.as_deref().unwrap_or("—")) }
+                                td data-label="Certificate until" { (v.expiries.get(&m.id).map_or("—".to_owned(), |t| when(*t))) }
+                                td.actions {
                                     @if m.status != "revoked" {
                                         form.inline #(format!("revoke-{}", m.node_name)) method="post"
                                             action=(format!("/groups/{}/members/{}/revoke", g.name, m.node_name)) {
@@ -216,14 +224,14 @@ pub fn audit_page(group: &str, entries: &[Entry]) -> Markup {
     html! {
         p { a href=(format!("/groups/{group}")) { "Back to " (group) } }
         div.table { table #audit {
-            thead { tr { th { "When (UTC)" } th { "Who" } th { "What" } th { "Details" } } }
+            thead { tr { th { "When" } th { "Who" } th { "What" } th { "Details" } } }
             tbody {
                 @for e in entries {
                     tr {
-                        td { (vpn_pki::fmt_time(std::time::UNIX_EPOCH + std::time::Duration::from_micros(u64::try_from(e.at).unwrap_or(0)))) }
-                        td { (e.actor) }
-                        td { (e.action) }
-                        td { (e.detail) }
+                        td data-label="When" { (human(&vpn_pki::fmt_time(std::time::UNIX_EPOCH + std::time::Duration::from_micros(u64::try_from(e.at).unwrap_or(0))))) }
+                        td data-label="Who" { (e.actor) }
+                        td data-label="What" { (e.action) }
+                        td data-label="Details" { (e.detail) }
                     }
                 }
             }

@@ -354,7 +354,7 @@ pub async fn full_flow(s: &Server) -> Vec<String> {
         "revoke",
     ] {
         assert!(
-            audit.contains(&format!("<td>{action}</td>")),
+            audit.contains(&format!("data-label=\"What\">{action}</td>")),
             "{action}: {audit}"
         );
     }
