@@ -44,8 +44,10 @@
 //! Until then each keeps sending on the old key, and the old receive key
 //! stays installed: on the responder for [`Config::previous_grace`] after the
 //! switch; on the initiator until the Ack plus `previous_grace` (the
-//! responder may still be sending on the old key until it has the Confirm).
-//! Both are capped at the old key's `reject_after_time`. Up to two such
+//! responder may still be sending on the old key until it has the Confirm),
+//! or `previous_grace` after the handshake gave up. Both are capped at the
+//! old key's `reject_after_time + rekey_attempt_time` (see "Timers" for why
+//! not `reject_after_time`). Up to two such
 //! receive-only keys are kept, so a peer holds at most four receive keys
 //! (current, pending, two previous). The daemon must apply actions in the
 //! order they come out (an `Install` before the `Send` that follows it) and
@@ -73,7 +75,7 @@
 //! | `rekey_after_time` | 120 s | the initiator of the current session starts a rekey when it is this old and traffic was reported on it (at once if traffic is reported later) |
 //! | `responder_rekey_delay` | +10 s | the responder of the current session rekeys at `rekey_after_time` + this, if the initiator has not |
 //! | `rekey_after_messages` | 2^60 | rekey once this many packets were reported sent on the key |
-//! | `reject_after_time` | 180 s | a key older than this is removed, rekeyed or not |
+//! | `reject_after_time` | 180 s | a key older than this is removed, unless its rekey is still being retried (below) |
 //! | `reject_after_messages` | 2^64 − 2^13 − 1 | sending key dropped past this count |
 //! | `rekey_timeout` | 5 s | an unanswered Init (fresh key and index) or Confirm is retried after this … |
 //! | `rekey_jitter` | 0–333 ms | … plus a random jitter |
@@ -83,6 +85,21 @@
 //! A session with no reported traffic is not rekeyed and disappears at
 //! `reject_after_time` ([`Event::Expired`]); the next packet for the peer
 //! starts a new handshake ([`SessionManager::connect`]).
+//!
+//! **Where these differ from WireGuard: keys outlive `reject_after_time`
+//! while their rekey is retried.** A rekey starts at `rekey_after_time`
+//! (120 s) and may be retried for `rekey_attempt_time` (90 s), i.e. until
+//! 210 s, but WireGuard drops the key at 180 s: under heavy control loss the
+//! session then expires in the middle of its rekey and packets are lost
+//! (the randomized test found it with 29 % loss). Here the current key is
+//! kept past `reject_after_time` as long as a rekey is under way (our Init
+//! is out or waits to be resent after a collision, or we answered the
+//! peer's Init and wait for its Confirm), and dropped when that rekey gives
+//! up; a receive-only previous key is kept until the peer provably switched
+//! (plus `previous_grace`). No key is used longer than
+//! `reject_after_time + rekey_attempt_time` (270 s by default) after its
+//! handshake. A session with no rekey under way still expires at
+//! `reject_after_time` exactly.
 //!
 //! **Simultaneous initiation.** When an Init arrives while our own Init to
 //! the same peer is unanswered, the side with the lexicographically lower

@@ -102,6 +102,9 @@ impl Keys {
 /// The session that was current before the last switch: receive only.
 struct Previous {
     keys: Keys,
+    /// Removal at the latest: `reject_after_time + rekey_attempt_time`
+    /// after the key was made.
+    cap: Duration,
     /// Removal time; `None` while the initiator waits for the Ack (the
     /// responder may still send on this key).
     until: Option<Duration>,
@@ -359,7 +362,11 @@ impl Peer {
     fn switch<E: Entropy>(&mut self, ctx: &mut Ctx<'_, E>, new: Keys, until: Option<Duration>) {
         let had_tx = self.current.is_some();
         if let Some(keys) = self.current.take() {
-            self.previous.push(Previous { keys, until });
+            // A receive-only key goes `previous_grace` after the peer
+            // provably switched (`until`); this cap only bounds a key whose
+            // handshake neither completes nor gives up.
+            let cap = keys.created + ctx.cfg.reject_after_time + ctx.cfg.rekey_attempt_time;
+            self.previous.push(Previous { keys, until, cap });
         }
         while self.previous.len() > MAX_PREVIOUS {
             let oldest = self.previous.remove(0);

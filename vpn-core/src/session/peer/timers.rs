@@ -58,6 +58,30 @@ impl Peer {
         }
     }
 
+    /// Whether a rekey is under way: our Init is out (or waits to be sent
+    /// again after a collision), or we answered the peer's Init and wait
+    /// for its Confirm.
+    fn rekey_in_progress(&self) -> bool {
+        self.next.is_some()
+            || matches!(
+                self.handshake,
+                Some(Handshake::AwaitReply { .. } | Handshake::Wait { .. })
+            )
+    }
+
+    /// When the current key must go: `reject_after_time` after it was made,
+    /// or, while a rekey is being retried, when that rekey gives up, but
+    /// never later than `reject_after_time + rekey_attempt_time`.
+    fn current_expiry(&self, cfg: &Config) -> Option<Duration> {
+        let k = self.current.as_ref()?;
+        let reject = k.created + cfg.reject_after_time;
+        Some(if self.rekey_in_progress() {
+            reject + cfg.rekey_attempt_time
+        } else {
+            reject
+        })
+    }
+
     /// The earliest time at which [`Peer::on_timeout`] has work.
     pub fn deadline(&self, cfg: &Config) -> Option<Duration> {
         let mut d: Option<Duration> = None;
@@ -70,12 +94,11 @@ impl Peer {
             Some(Handshake::Wait { until }) => at((*until).min(give_up)),
             None => {}
         }
-        if let Some(k) = &self.current {
-            at(k.created + cfg.reject_after_time);
+        if let Some(t) = self.current_expiry(cfg) {
+            at(t);
         }
         for p in &self.previous {
-            let cap = p.keys.created + cfg.reject_after_time;
-            at(p.until.map_or(cap, |u| u.min(cap)));
+            at(p.until.map_or(p.cap, |u| u.min(p.cap)));
         }
         if let Some(k) = &self.next {
             at(k.created + cfg.rekey_attempt_time + cfg.rekey_timeout);
@@ -92,11 +115,7 @@ impl Peer {
         ctx: &mut Ctx<'_, E>,
     ) -> Result<(), SessionError> {
         let cfg = ctx.cfg;
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|k| now >= k.created + cfg.reject_after_time)
-        {
+        if self.current_expiry(cfg).is_some_and(|t| now >= t) {
             let k = self.current.take();
             if let (Some(Handshake::AwaitAck { confirm, .. }), Some(k)) = (&self.handshake, &k) {
                 if confirm.initiator_index == k.local_index {
@@ -108,8 +127,7 @@ impl Peer {
         }
         let indices = &mut *ctx.indices;
         self.previous.retain(|p| {
-            let expired =
-                now >= p.keys.created + cfg.reject_after_time || p.until.is_some_and(|u| now >= u);
+            let expired = now >= p.cap || p.until.is_some_and(|u| now >= u);
             if expired {
                 indices.remove(&p.keys.local_index);
             }
@@ -127,6 +145,11 @@ impl Peer {
             }
         }
         let result = self.handshake_timeout(now, ctx);
+        // A rekey that gave up no longer holds the old key past its time.
+        if self.current_expiry(cfg).is_some_and(|t| now >= t) {
+            Self::drop_keys(ctx, self.current.take());
+            ctx.out.push(Out::Event(Event::Expired));
+        }
         self.sync(ctx);
         result.and_then(|()| self.maybe_rekey(now, ctx))
     }

@@ -78,30 +78,31 @@ fn regression_connect_while_waiting_for_confirm() {
     lossy_run(1, 5, 1, 10, 1849494325582732647, true).unwrap();
 }
 
-/// KNOWN LIMITATION, found by the property below when it drew control-loss
-/// rates up to 30 %: with 29 % of handshake messages lost, a rekey (started at
-/// 120 s, retried for up to 90 s) was still being retried when the keys hit
-/// their 180 s limit; the session expired and one data packet sent just
-/// after was lost. WireGuard's timers (which these copy) have the same
-/// window. Ignored until the core keeps the old key while its rekey is being
-/// retried; the property below claims its guarantees for loss below 10 %.
+/// Found by the property below when it drew control-loss rates up to 30 %:
+/// with 29 % of handshake messages lost, a rekey (started at 120 s, retried
+/// for up to 90 s) was still being retried when the keys hit their 180 s
+/// limit; the session expired and one data packet sent just after was lost
+/// (WireGuard's timers have the same window). Fixed by keeping the current
+/// key while its rekey is retried, and a previous receive key until the
+/// peer provably switched (see the module docs, "Timers").
 #[test]
-#[ignore = "known limitation under ~30 % control loss; see the comment"]
-fn known_limitation_expiry_while_rekey_retries_under_heavy_loss() {
+fn regression_expiry_while_rekey_retries_under_heavy_loss() {
     lossy_run(1, 1, 3, 29, 14509150581550226002, false).unwrap();
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
-    // Loss is bounded below 10 %: above that, see the known limitation above.
+    // Up to 29 % of control messages lost (2,000 cases in release pass;
+    // far above that a rekey can give up after `rekey_attempt_time` and the
+    // session legitimately expires).
 
     #[test]
     fn lossy_control_channel_never_loses_data(
         l01 in 1u64..200,
         l10 in 1u64..200,
         data in 1u64..200,
-        drop_percent in 0u32..10,
+        drop_percent in 0u32..30,
         seed in any::<u64>(),
         both_start in any::<bool>(),
     ) {

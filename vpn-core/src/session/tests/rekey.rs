@@ -229,3 +229,39 @@ fn four_nodes_all_to_all_rekey_independently() {
         }
     }
 }
+
+/// A rekey whose every message is lost keeps the old key past
+/// `reject_after_time` while it is retried; when it gives up after
+/// `rekey_attempt_time`, the key goes (never later than
+/// `reject_after_time + rekey_attempt_time`).
+#[test]
+fn key_outlives_reject_time_while_its_rekey_is_retried() {
+    let cfg = Config::default();
+    let mut w = World::new(2, &cfg);
+    w.interval = ms(50);
+    w.offer_packet(0, 1);
+    w.run_until(ms(500));
+    w.traffic = vec![(0, 1), (1, 0)];
+    // Every control message from 100 s on is lost.
+    w.drop = Box::new(|now, _, _, _| now >= secs(100));
+    w.run_until(secs(179));
+    let first = w.nodes[0].dp.tx[&1];
+    // Past 180 s the rekeys (node 0 from 120 s, node 1 from 130 s) are
+    // still retried: the keys stay and no packet is lost.
+    w.run_until(secs(200));
+    assert_eq!(w.nodes[0].dp.tx[&1], first);
+    assert!(w.nodes[1].dp.tx.contains_key(&0));
+    assert!(w.lost.is_empty(), "lost {:?}", w.lost.first());
+    assert_eq!(w.events(0, Event::Expired), 0);
+    // Node 0's attempt (120 s + 90 s) gives up: its key goes with it.
+    w.traffic.clear();
+    w.run_until(secs(215));
+    assert!(!w.nodes[0].dp.tx.contains_key(&1));
+    assert_eq!(w.events(0, Event::Expired), 1);
+    assert!(w.events(0, Event::HandshakeFailed) >= 1);
+    // Node 1's attempt (from 130 s) ends by 220 s; nothing is held past
+    // 180 + 90 s.
+    w.run_until(secs(271));
+    assert!(w.nodes[1].dp.tx.is_empty() && w.nodes[1].dp.rx.is_empty());
+    assert!(w.nodes[0].dp.rx.is_empty());
+}
