@@ -58,10 +58,20 @@ fn good_config() {
 #[test]
 fn the_documented_example_parses() {
     let doc = include_str!("../../../docs/config.md");
-    let start = doc.find("```toml\n").expect("example block") + 8;
-    let end = start + doc[start..].find("```").unwrap();
-    let c = Config::parse(&doc[start..end]).unwrap();
-    assert_eq!(c.peers.len(), 1);
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    assert_eq!(blocks.len(), 2, "the overlay example and the lab example");
+    let c = Config::parse(blocks[0]).unwrap();
+    assert!(c.peers.is_empty());
+    let o = c.overlay.expect("the main example is an overlay config");
+    assert_eq!(o.bootstrap.len(), 1);
+    assert!(c.interface.addresses.is_empty());
+    let lab = Config::parse(blocks[1]).unwrap();
+    assert_eq!(lab.peers.len(), 1);
+    assert!(lab.overlay.is_none());
 }
 
 #[test]
