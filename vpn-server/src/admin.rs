@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::db::{self, members, users};
+use crate::db::users;
 use crate::error::AppError;
 use crate::ops::{self, blob, pki, Actor};
 use crate::state::AppState;
@@ -110,29 +110,12 @@ async fn run_cmd(st: &Arc<AppState>, cmd: AdminCmd) -> Result<()> {
             let mut c = st.db.pool().acquire().await?;
             let g = ops::group_or_404(&mut c, &group).await.map_err(app)?;
             drop(c);
-            let mut out = String::new();
+            // One line per node as soon as it exists: if a later name
+            // fails, the blobs of the earlier ones are not lost.
             for name in names {
-                vpn_pki::validate_node_name(&name)?;
-                let member_id = crate::in_tx!(&st.db, |tx| {
-                    let id =
-                        members::create_member(&mut tx, g.id, None, &name, db::now_secs()).await?;
-                    db::audit::add(&mut tx, Some(g.id), "admin-cli", "approve", &name).await?;
-                    Ok(id)
-                })
-                .map_err(app)?;
-                let mut c = st.db.pool().acquire().await?;
-                let m = members::member(&mut c, g.id, member_id)
-                    .await
-                    .map_err(app)?
-                    .context("member vanished")?;
-                drop(c);
-                let b = blob::issue_blob(st, &Actor::Cli, &g, &m)
-                    .await
-                    .map_err(app)?;
-                out.push_str(&b);
-                out.push('\n');
+                let b = blob::add_node(st, &g, &name).await.map_err(app)?;
+                println!("{b}");
             }
-            print!("{out}");
         }
     }
     Ok(())

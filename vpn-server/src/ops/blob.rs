@@ -98,6 +98,41 @@ pub async fn issue_blob(
     .encode())
 }
 
+/// Approves a node without an account (admin command line) and returns
+/// its blob, in one transaction.
+pub async fn add_node(
+    st: &AppState,
+    group: &crate::db::groups::Group,
+    node_name: &str,
+) -> AppResult<String> {
+    vpn_pki::validate_node_name(node_name).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let secret = crate::crypto::token()?;
+    let hash = secret_hash(&secret);
+    crate::in_tx!(&st.db, |tx| {
+        let id = members::create_member(&mut tx, group.id, None, node_name, crate::db::now_secs())
+            .await?;
+        members::set_secret(&mut tx, id, &hash).await?;
+        audit::add(
+            &mut tx,
+            Some(group.id),
+            Actor::Cli.name(),
+            "approve",
+            &format!("{node_name} (no account); new enrolment secret"),
+        )
+        .await?;
+        Ok(())
+    })?;
+    Ok(Blob {
+        v: 1,
+        server: st.public_url.clone(),
+        server_cert_sha256: st.tls_sha256.clone(),
+        group: group.name.clone(),
+        node_name: node_name.to_owned(),
+        secret,
+    }
+    .encode())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
