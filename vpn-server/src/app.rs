@@ -20,10 +20,22 @@ pub fn router(st: Arc<AppState>) -> Router {
     Router::new()
         .merge(crate::api::router())
         .merge(crate::web::router())
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(deadline))
         .with_state(st)
+}
+
+/// 405 as JSON under `/api/`, as a page elsewhere.
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    use axum::response::IntoResponse as _;
+    let e = crate::error::AppError::MethodNotAllowed;
+    if uri.path().starts_with("/api/") {
+        crate::api::ApiError(e).into_response()
+    } else {
+        crate::web::WebError::from(e).into_response()
+    }
 }
 
 async fn deadline(req: Request, next: Next) -> Response {

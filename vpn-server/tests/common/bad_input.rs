@@ -81,6 +81,9 @@ pub async fn bad_input(s: &Server) {
         )
         .await;
     assert_eq!(r.status, 413, "oversize form");
+    let r = anon.get("/api/v1/enroll").await;
+    assert_eq!(r.status, 405);
+    r.error();
     let r = anon.get("/api/v1/nope").await;
     assert_eq!(r.status, 404);
     r.error();
