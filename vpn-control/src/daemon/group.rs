@@ -146,12 +146,23 @@ impl GroupRuntime {
         }
         self.skipped = skipped;
         let changed = *lock(&self.ctx.desired) != desired;
-        if changed {
+        let applied = if changed {
             let res = lock(&self.ctx.dataplane).apply(&desired);
             match res {
-                Ok(()) => *lock(&self.ctx.desired) = desired.clone(),
-                Err(e) => tracing::error!("updating the data plane: {e}"),
+                Ok(()) => {
+                    *lock(&self.ctx.desired) = desired.clone();
+                    true
+                }
+                Err(e) => {
+                    tracing::error!("updating the data plane: {e}");
+                    false
+                }
             }
+        } else {
+            true
+        };
+        if applied {
+            self.overlay.applied(&view);
         }
         if addresses != self.spec.addresses {
             let mut spec = self.spec.clone();

@@ -54,6 +54,7 @@ struct FakeOverlay {
     calls: Arc<Mutex<Vec<IpAddr>>>,
     traffic: Arc<Mutex<Vec<(PeerId, u64, u64)>>>,
     shutdowns: Arc<Mutex<u32>>,
+    applied: Arc<Mutex<Option<GroupView>>>,
 }
 
 impl GroupOverlay for FakeOverlay {
@@ -89,6 +90,9 @@ impl GroupOverlay for FakeOverlay {
     }
     fn report_traffic(&self, traffic: Vec<(PeerId, u64, u64)>) {
         self.traffic.lock().unwrap().extend(traffic);
+    }
+    fn applied(&self, view: &GroupView) {
+        *self.applied.lock().unwrap() = Some(view.clone());
     }
 }
 
@@ -156,6 +160,7 @@ struct Harness {
     view: Arc<watch::Sender<GroupView>>,
     calls: Arc<Mutex<Vec<IpAddr>>>,
     traffic: Arc<Mutex<Vec<(PeerId, u64, u64)>>>,
+    applied: Arc<Mutex<Option<GroupView>>>,
     plane: Arc<Mutex<PlaneLog>>,
     sink: mpsc::Sender<Vec<u8>>,
     ctx: Arc<Context>,
@@ -172,12 +177,14 @@ fn harness() -> Harness {
     members.insert(ip("10.77.0.2"), (b, member("b", "10.77.0.2", 2)));
     let calls = Arc::new(Mutex::new(Vec::new()));
     let traffic = Arc::new(Mutex::new(Vec::new()));
+    let applied = Arc::new(Mutex::new(None));
     let overlay: Arc<dyn GroupOverlay> = Arc::new(FakeOverlay {
         view: view.clone(),
         members,
         calls: calls.clone(),
         traffic: traffic.clone(),
         shutdowns: Arc::default(),
+        applied: applied.clone(),
     });
     let plane = Arc::new(Mutex::new(PlaneLog::default()));
     let ctx = Arc::new(Context {
@@ -219,6 +226,7 @@ fn harness() -> Harness {
         view,
         calls,
         traffic,
+        applied,
         plane,
         sink,
         ctx,
@@ -243,6 +251,7 @@ async fn with_loop<F: std::future::Future<Output = ()>>(h: &mut Harness, script:
 #[tokio::test(start_paused = true)]
 async fn first_packets_wait_for_the_session_and_are_reinjected() {
     let mut h = harness();
+    let applied = h.applied.clone();
     let (view, sink, calls, plane, net, ctx) = (
         h.view.clone(),
         h.sink.clone(),
@@ -281,6 +290,9 @@ async fn first_packets_wait_for_the_session_and_are_reinjected() {
             let tags: Vec<u8> = p.injected.iter().map(|p| p[27]).collect();
             assert_eq!(tags, vec![1, 2, 3], "re-injected in order");
         }
+        // The overlay learns that b's keys are in the data plane.
+        let seen = applied.lock().unwrap().clone().expect("applied reported");
+        assert!(seen.peers[&b].keys.tx.is_some());
         // With the session up, a packet passed up late goes straight back.
         sink.send(packet("10.77.0.2", 4)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -303,7 +315,6 @@ async fn first_packets_wait_for_the_session_and_are_reinjected() {
         assert_eq!(o.counters["records_forged"], 2);
         assert_eq!(st.peers[0].name, "b");
         assert_eq!(st.peers[0].id, 1);
-        let _ = b;
     })
     .await;
 }

@@ -75,4 +75,16 @@ pub trait GroupOverlay: Send + Sync {
     fn report_traffic(&self, traffic: Vec<(PeerId, u64, u64)>) {
         let _ = traffic;
     }
+    /// The data plane now holds exactly the peers and keys of `view`
+    /// (called by the daemon after every successful apply). The session
+    /// core requires a key to be installed before the handshake message
+    /// that follows it is sent (a Reply after the responder's receive key, a
+    /// Confirm after the initiator's); keys only reach the data plane
+    /// through the view, so a driver that sends right after publishing can
+    /// lose the first packets on the new key (`unknown_index`). A driver
+    /// may wait (bounded) for this call before sending. (Added by the
+    /// daemon, H2; the default ignores it.)
+    fn applied(&self, view: &GroupView) {
+        let _ = view;
+    }
 }
