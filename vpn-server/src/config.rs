@@ -22,7 +22,8 @@ pub struct Limits {
     pub login_failures_per_user: u32,
     /// Failed logins allowed per client IP per window.
     pub login_failures_per_ip: u32,
-    /// Accounts one client IP may create per window.
+    /// Registrations (with valid input, taken names included) one client
+    /// IP may attempt per window.
     pub registrations_per_ip: u32,
     /// The window, in seconds.
     pub window_secs: u64,

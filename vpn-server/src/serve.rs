@@ -65,6 +65,9 @@ pub async fn open_state(cfg: Config, tls_sha256: String, public_url: String) -> 
         cfg,
         key,
         passwords,
+        hash_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ),
         limiter,
         public_url,
         tls_sha256,

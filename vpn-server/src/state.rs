@@ -16,6 +16,8 @@ pub struct AppState {
     pub key: ServerKey,
     /// Argon2id.
     pub passwords: Passwords,
+    /// Bounds concurrent Argon2 computations (CPU and memory).
+    pub hash_slots: tokio::sync::Semaphore,
     /// Login and registration limits.
     pub limiter: RateLimiter,
     /// The URL written into blobs (`https://HOST:PORT`).

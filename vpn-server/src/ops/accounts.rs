@@ -31,6 +31,11 @@ fn validate_password(p: &str) -> AppResult<()> {
 }
 
 async fn hash_password(st: &Arc<AppState>, password: &str) -> AppResult<String> {
+    let _slot = st
+        .hash_slots
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     let st2 = Arc::clone(st);
     let pw = password.to_owned();
     tokio::task::spawn_blocking(move || st2.passwords.hash(&pw))
@@ -58,14 +63,14 @@ pub async fn register(
             "too many new accounts from your address; try again later".into(),
         ));
     }
+    // Counted before the (costly) hash: a taken name costs an attempt too.
+    st.limiter.record(&key, now);
     let hash = hash_password(st, password).await?;
-    let id = crate::in_tx!(&st.db, |tx| {
+    crate::in_tx!(&st.db, |tx| {
         let id = users::create(&mut tx, username, &hash, db::now_secs()).await?;
         crate::db::audit::add(&mut tx, None, username, "register", "account created").await?;
         Ok(id)
-    })?;
-    st.limiter.record(&key, now);
-    Ok(id)
+    })
 }
 
 /// Checks a login; 429 while the username or the IP has too many recent
@@ -94,12 +99,18 @@ pub async fn login(
     } else {
         None
     };
+    let slot = st
+        .hash_slots
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     let st2 = Arc::clone(st);
     let pw = password.to_owned();
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || st2.passwords.verify(&pw, phc.as_deref()))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
+    drop(slot);
     match user {
         Some(u) if ok => {
             st.limiter.clear(&ukey);
