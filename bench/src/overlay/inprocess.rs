@@ -33,8 +33,9 @@ pub struct Params {
     pub lookups: usize,
     /// Tokio worker threads (the machine's cores).
     pub workers: usize,
-    /// Longest time a size may take to form (every member verifying every
-    /// other) before it is reported as not fitting the machine.
+    /// Longest wait for a size to form (every member verifying every
+    /// other); past it the lookups are measured anyway, flagged. Half of it
+    /// bounds the wait for the address claims.
     pub join_budget_s: u64,
     /// A size is abandoned when the process's resident memory passes this.
     pub memory_limit_mib: u64,
@@ -55,6 +56,10 @@ pub struct SizeResult {
     pub formed_s: Option<f64>,
     /// Members that had verified all others when forming stopped.
     pub fully_joined: usize,
+    /// Addresses member 0 still could not resolve when publication
+    /// stopped (not used as lookup targets).
+    #[serde(default)]
+    pub unresolvable: usize,
     /// Seconds until member 0 resolved every other member's address (the
     /// claims are all published).
     pub published_s: Option<f64>,
@@ -104,7 +109,7 @@ impl Drop for Tasks {
 }
 
 /// Runs every size in `p.sizes` on a fresh runtime each; a size that does
-/// not fit ends the series (larger ones would not fit either).
+/// not fit in memory ends the series (larger ones would not fit either).
 pub fn run(p: &Params) -> Result<Vec<SizeResult>> {
     let mut out = Vec::new();
     for (k, &n) in p.sizes.iter().enumerate() {
@@ -128,7 +133,7 @@ pub fn run(p: &Params) -> Result<Vec<SizeResult>> {
             r.failures,
             r.rss_mib
         );
-        let fits = r.outcome == "measured";
+        let fits = r.outcome.starts_with("measured");
         out.push(r);
         if !fits {
             break;
@@ -164,6 +169,7 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         outcome: String::new(),
         formed_s: None,
         fully_joined: 0,
+        unresolvable: 0,
         published_s: None,
         latency_ms: None,
         samples_ms: Vec::new(),
@@ -172,12 +178,18 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         cpu_s: 0.0,
     };
 
-    // Forming: every member verifies every other.
+    // Forming: every member verifies every other. A group that does not
+    // get there within the budget is still measured (flagged), unless it
+    // ran out of memory.
     let budget = Duration::from_secs(p.join_budget_s);
+    let mut last_report = Instant::now();
     loop {
         let mut full = 0;
+        let mut least = n;
         for m in &members {
-            if m.members().await.map(|v| v.len()).unwrap_or(0) + 1 >= n {
+            let k = m.members().await.map(|v| v.len()).unwrap_or(0);
+            least = least.min(k);
+            if k + 1 >= n {
                 full += 1;
             }
         }
@@ -186,18 +198,36 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
             r.formed_s = Some(t0.elapsed().as_secs_f64());
             break;
         }
-        if let Some(why) = over_limits(t0, budget, p.memory_limit_mib) {
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            eprintln!(
+                "bench overlay:   {n} members, {:.0} s: {full} know all others, the least-connected knows {least}, {:.0} MiB",
+                t0.elapsed().as_secs_f64(),
+                rss_mib()
+            );
+        }
+        if let Some(why) = over_memory(p.memory_limit_mib) {
             r.outcome =
                 format!("did not fit: {why} ({full} of {n} members had verified all others)");
             return Ok(r);
         }
+        if t0.elapsed() > budget {
+            r.outcome = format!(
+                "measured while still forming: after {} s {full} of {n} members had verified \
+                 all others (the least-connected {least})",
+                budget.as_secs()
+            );
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    // Publication: member 0 (never a timed resolver) resolves everyone.
+    // Publication: member 0 (never a timed resolver) resolves everyone;
+    // only addresses it could resolve are lookup targets.
     let want: Vec<PeerId> = members.iter().map(Client::peer_id).collect();
+    let publish_start = Instant::now();
     let mut pending: Vec<usize> = (1..n).collect();
-    while !pending.is_empty() {
+    loop {
         let mut still = Vec::new();
         for j in pending {
             match members[0].resolve(addr_of(j)).await {
@@ -206,28 +236,27 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
             }
         }
         pending = still;
-        if pending.is_empty() {
+        if pending.is_empty() || publish_start.elapsed() > budget / 2 {
             break;
         }
-        if let Some(why) = over_limits(t0, budget * 2, p.memory_limit_mib) {
-            r.outcome = format!(
-                "did not fit: {why} while waiting for address claims ({} unresolved)",
-                pending.len()
-            );
+        if let Some(why) = over_memory(p.memory_limit_mib) {
+            r.outcome = format!("did not fit: {why} while waiting for address claims");
             return Ok(r);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     r.published_s = Some(t0.elapsed().as_secs_f64());
+    r.unresolvable = pending.len();
+    let targets: Vec<usize> = (1..n).filter(|j| !pending.contains(j)).collect();
 
     // Timed, cache-cold lookups: distinct (resolver, target) pairs.
     let mut rng = XorShift::new(0x9e37_79b9_7f4a_7c15 ^ n as u64);
     let mut seen = std::collections::HashSet::new();
     let timeout = Duration::from_secs(p.lookup_timeout_s);
-    let wanted = p.lookups.min((n - 1) * (n - 2));
+    let wanted = p.lookups.min((n - 1) * targets.len().saturating_sub(1));
     while seen.len() < wanted {
         let a = 1 + rng.below(n - 1);
-        let b = rng.below(n);
+        let b = targets[rng.below(targets.len())];
         if a == b || !seen.insert((a, b)) {
             continue;
         }
@@ -240,7 +269,9 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         }
     }
     r.latency_ms = Summary::of(&r.samples_ms);
-    r.outcome = "measured".into();
+    if r.outcome.is_empty() {
+        r.outcome = "measured".into();
+    }
     for m in &members {
         m.shutdown().await;
     }
@@ -248,14 +279,10 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
     Ok(r)
 }
 
-fn over_limits(t0: Instant, budget: Duration, memory_limit_mib: u64) -> Option<String> {
+fn over_memory(memory_limit_mib: u64) -> Option<String> {
     let rss = rss_mib();
-    if rss > memory_limit_mib as f64 {
-        return Some(format!(
-            "resident memory {rss:.0} MiB passed the {memory_limit_mib} MiB limit"
-        ));
-    }
-    (t0.elapsed() > budget).then(|| format!("not formed within {} s", budget.as_secs()))
+    (rss > memory_limit_mib as f64)
+        .then(|| format!("resident memory {rss:.0} MiB passed the {memory_limit_mib} MiB limit"))
 }
 
 fn public_nodes(base: u64, tasks: &mut Tasks) -> Result<Vec<Multiaddr>> {

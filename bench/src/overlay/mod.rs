@@ -32,8 +32,8 @@ pub struct Args {
     /// Timed lookups per group size.
     #[arg(long, default_value_t = 200)]
     lookups: usize,
-    /// Seconds a group may take to form before the size is reported as not
-    /// fitting the machine.
+    /// Seconds to wait for a group to form (every member verifying every
+    /// other); past it the lookups are measured anyway and flagged.
     #[arg(long, default_value_t = 600)]
     join_budget: u64,
     /// Resident-memory ceiling (MiB) of the in-process part; default: 60%

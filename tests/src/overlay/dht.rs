@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::netns::NsRef;
 use crate::process::Background;
-use crate::wait::wait_until_ok;
 
 /// How long a DHT node may take to print its listen address.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,18 +48,29 @@ impl DhtNode {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
         let mut proc = Background::spawn("vpn-control dht-node", cmd, log)?;
-        let line = wait_until_ok("dht-node to listen", READY_TIMEOUT, || {
+        let start = std::time::Instant::now();
+        let line = loop {
             if let Some(l) = proc.log().lines().find_map(|l| {
                 l.split_once(READY_PREFIX)
                     .map(|(_, rest)| rest.trim().to_owned())
             }) {
-                return Ok(l);
+                break l;
             }
-            match proc.try_status() {
-                Some(s) => Err(format!("dht-node exited ({s}): {}", proc.log())),
-                None => Err("starting".to_owned()),
+            if let Some(s) = proc.try_status() {
+                return Err(Error::Setup(format!(
+                    "vpn-control dht-node exited ({s}): {}",
+                    proc.log()
+                )));
             }
-        })?;
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(Error::Timeout {
+                    what: "dht-node to print its listen address".into(),
+                    secs: READY_TIMEOUT.as_secs_f64(),
+                    last: format!("; its log: {}", proc.log()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let peer_id = line
             .rsplit_once("/p2p/")
             .map(|(_, id)| id.to_owned())
