@@ -110,11 +110,12 @@ async fn run_cmd(st: &Arc<AppState>, cmd: AdminCmd) -> Result<()> {
             let mut c = st.db.pool().acquire().await?;
             let g = ops::group_or_404(&mut c, &group).await.map_err(app)?;
             drop(c);
-            // One line per node as soon as it exists: if a later name
-            // fails, the blobs of the earlier ones are not lost.
-            for name in names {
-                let b = blob::add_node(st, &g, &name).await.map_err(app)?;
-                println!("{b}");
+            // Batches of 500 per transaction, printed once committed: if a
+            // later batch fails, the blobs of the earlier ones are not lost.
+            for batch in names.chunks(500) {
+                for b in blob::add_nodes(st, &g, batch).await.map_err(app)? {
+                    println!("{b}");
+                }
             }
         }
     }

@@ -483,3 +483,28 @@ pub async fn cert_expiries(
         .map(|r| Ok((col(r, "member_id")?, col(r, "na")?)))
         .collect()
 }
+
+/// How many addresses the group has given out.
+pub async fn address_count(conn: &mut AnyConnection, group_id: i64) -> AppResult<i64> {
+    let r = sqlx::query(
+        "SELECT COUNT(*) AS n FROM members WHERE group_id = $1 AND address IS NOT NULL",
+    )
+    .bind(group_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(col(&r, "n")?)
+}
+
+/// Whether `address` is taken in the group.
+pub async fn address_taken(
+    conn: &mut AnyConnection,
+    group_id: i64,
+    address: &str,
+) -> AppResult<bool> {
+    let r = sqlx::query("SELECT COUNT(*) AS n FROM members WHERE group_id = $1 AND address = $2")
+        .bind(group_id)
+        .bind(address)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(col::<i64>(&r, "n")? > 0)
+}

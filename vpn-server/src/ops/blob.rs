@@ -98,39 +98,49 @@ pub async fn issue_blob(
     .encode())
 }
 
-/// Approves a node without an account (admin command line) and returns
-/// its blob, in one transaction.
-pub async fn add_node(
+/// Approves nodes without accounts (admin command line) and returns
+/// their blobs, all in one transaction.
+pub async fn add_nodes(
     st: &AppState,
     group: &crate::db::groups::Group,
-    node_name: &str,
-) -> AppResult<String> {
-    vpn_pki::validate_node_name(node_name).map_err(|e| AppError::BadRequest(e.to_string()))?;
-    let secret = crate::crypto::token()?;
-    let hash = secret_hash(&secret);
+    names: &[String],
+) -> AppResult<Vec<String>> {
+    let mut secrets = Vec::with_capacity(names.len());
+    for n in names {
+        vpn_pki::validate_node_name(n).map_err(|e| AppError::BadRequest(e.to_string()))?;
+        secrets.push(crate::crypto::token()?);
+    }
     crate::in_tx!(&st.db, |tx| {
-        let id = members::create_member(&mut tx, group.id, None, node_name, crate::db::now_secs())
+        let now = crate::db::now_secs();
+        for (name, secret) in names.iter().zip(&secrets) {
+            let id = members::create_member(&mut tx, group.id, None, name, now).await?;
+            members::set_secret(&mut tx, id, &secret_hash(secret)).await?;
+            audit::add(
+                &mut tx,
+                Some(group.id),
+                Actor::Cli.name(),
+                "approve",
+                &format!("{name} (no account); new enrolment secret"),
+            )
             .await?;
-        members::set_secret(&mut tx, id, &hash).await?;
-        audit::add(
-            &mut tx,
-            Some(group.id),
-            Actor::Cli.name(),
-            "approve",
-            &format!("{node_name} (no account); new enrolment secret"),
-        )
-        .await?;
+        }
         Ok(())
     })?;
-    Ok(Blob {
-        v: 1,
-        server: st.public_url.clone(),
-        server_cert_sha256: st.tls_sha256.clone(),
-        group: group.name.clone(),
-        node_name: node_name.to_owned(),
-        secret,
-    }
-    .encode())
+    Ok(names
+        .iter()
+        .zip(secrets)
+        .map(|(name, secret)| {
+            Blob {
+                v: 1,
+                server: st.public_url.clone(),
+                server_cert_sha256: st.tls_sha256.clone(),
+                group: group.name.clone(),
+                node_name: name.clone(),
+                secret,
+            }
+            .encode()
+        })
+        .collect())
 }
 
 #[cfg(test)]

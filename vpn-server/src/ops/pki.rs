@@ -203,16 +203,33 @@ pub async fn current_crl(st: &AppState, name: &str) -> AppResult<Group> {
     })
 }
 
-/// The lowest free host address of the group's range.
+/// The lowest free host address of the group's range (called with the
+/// group's row locked).
+///
+/// Addresses are never given back (a revoked member keeps its own) and
+/// always the lowest free one is taken, so the taken ones are the first
+/// `count` hosts: host `count + 1` is tried first (two indexed queries,
+/// not a read of every address); the full scan is the fallback (and any
+/// free host would do: uniqueness is what matters, checked here and by
+/// the table's constraint).
 pub async fn allocate_address(conn: &mut AnyConnection, g: &Group) -> AppResult<Ipv4Addr> {
     let range = parse_range4(&g.range4)?;
-    let taken: std::collections::HashSet<String> =
-        members::addresses(conn, g.id).await?.into_iter().collect();
     let IpAddr::V4(base) = range.addr() else {
         return Err(AppError::Internal("group range is not IPv4".into()));
     };
     let base = u32::from(base);
     let size = 1u64 << (32 - u32::from(range.prefix()));
+    let next = u64::try_from(members::address_count(conn, g.id).await?).unwrap_or(0) + 1;
+    if next < size.saturating_sub(1) {
+        let a = Ipv4Addr::from(base.wrapping_add(u32::try_from(next).unwrap_or(0)));
+        if range.is_host_address(IpAddr::V4(a))
+            && !members::address_taken(conn, g.id, &a.to_string()).await?
+        {
+            return Ok(a);
+        }
+    }
+    let taken: std::collections::HashSet<String> =
+        members::addresses(conn, g.id).await?.into_iter().collect();
     for off in 1..size.saturating_sub(1) {
         let a = Ipv4Addr::from(base.wrapping_add(u32::try_from(off).unwrap_or(0)));
         if range.is_host_address(IpAddr::V4(a)) && !taken.contains(&a.to_string()) {
