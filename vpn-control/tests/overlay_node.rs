@@ -94,3 +94,149 @@ async fn two_fixed_members_connect_both_ways() {
     b.shutdown().await;
     assert!(b.view().borrow().peers.is_empty());
 }
+
+async fn connected_pair(
+    test: u64,
+    tasks: &mut Tasks,
+) -> (
+    vpn_pki::GroupCa,
+    vpn_control::overlay::OverlayNode,
+    vpn_control::overlay::OverlayNode,
+    Vec<u8>,
+) {
+    let base = port_base(test);
+    let boot = bootstrap(tasks, base);
+    let ca = ca();
+    let (ia, ib) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let ca_ = cert(
+        &ca,
+        &ia,
+        "alpha",
+        AddressAssignment::Fixed(vec![ip("10.77.0.10")]),
+    );
+    let cb = cert(
+        &ca,
+        &ib,
+        "beta",
+        AddressAssignment::Fixed(vec![ip("10.77.0.11")]),
+    );
+    let a = start(
+        tasks,
+        node_config(&ca, &ia, ca_, base + 1, &boot, 51830, ip("127.0.0.1")),
+    );
+    let b = start(
+        tasks,
+        node_config(
+            &ca,
+            &ib,
+            cb.clone(),
+            base + 2,
+            &boot,
+            51831,
+            ip("127.0.0.2"),
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_until(deadline, "a and b to verify each other", || async {
+        a.stats().await.unwrap().members == 1 && b.stats().await.unwrap().members == 1
+    })
+    .await;
+    a.connect_ip(ip("10.77.0.11")).await.unwrap();
+    (ca, a, b, cb)
+}
+
+/// A member revoked by a newer CRL leaves the view (hence the data plane's
+/// maps) at once, and cannot be connected to any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_member_leaves_the_view() {
+    let mut tasks = Tasks::default();
+    let (ca, a, b, cb) = connected_pair(2, &mut tasks).await;
+    assert!(a.view().borrow().peers.contains_key(&b.peer_id()));
+    let serial = vpn_pki::MemberCert::from_der(&cb)
+        .unwrap()
+        .info()
+        .serial
+        .clone();
+    let now = std::time::SystemTime::now();
+    let crl = ca
+        .sign_crl(
+            &[vpn_pki::RevokedEntry {
+                serial,
+                revoked_at: now,
+                reason: vpn_pki::RevocationReason::KeyCompromise,
+            }],
+            1,
+            now,
+            DAY,
+        )
+        .unwrap();
+    a.set_crl(crl).await.unwrap();
+    let mut v = a.view();
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        v.wait_for(|v| !v.peers.contains_key(&b.peer_id())),
+    )
+    .await
+    .expect("revoked member still in the view")
+    .unwrap();
+    assert!(a.connect_ip(ip("10.77.0.11")).await.is_err());
+    assert_eq!(a.stats().await.unwrap().members, 0);
+}
+
+/// A member whose process dies: its connection closes, the survivor tears
+/// its session down (its keys may be dead), and a restarted member with the
+/// same identity gets a fresh session on the next `connect_ip`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_member_is_torn_down_and_reconnected_after_restart() {
+    let base = port_base(3);
+    let mut tasks = Tasks::default();
+    let boot = bootstrap(&mut tasks, base);
+    let ca = ca();
+    let (ia, ib) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let ca_ = cert(
+        &ca,
+        &ia,
+        "alpha",
+        AddressAssignment::Fixed(vec![ip("10.77.0.10")]),
+    );
+    let cb = cert(
+        &ca,
+        &ib,
+        "beta",
+        AddressAssignment::Fixed(vec![ip("10.77.0.11")]),
+    );
+    let a = start(
+        &mut tasks,
+        node_config(&ca, &ia, ca_, base + 1, &boot, 51830, ip("127.0.0.1")),
+    );
+    let b_cfg = node_config(&ca, &ib, cb, base + 2, &boot, 51831, ip("127.0.0.2"));
+    let (b, run) = vpn_control::overlay::node::start(b_cfg.clone()).unwrap();
+    let b_task = tokio::spawn(run);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_until(deadline, "a and b to verify each other", || async {
+        a.stats().await.unwrap().members == 1 && b.stats().await.unwrap().members == 1
+    })
+    .await;
+    a.connect_ip(ip("10.77.0.11")).await.unwrap();
+    let old = a.view().borrow().peers[&b.peer_id()].keys.tx.unwrap();
+    b_task.abort();
+    let _ = b_task.await;
+    drop(b);
+    let mut v = a.view();
+    tokio::time::timeout(Duration::from_secs(5), v.wait_for(|v| v.peers.is_empty()))
+        .await
+        .expect("session of the crashed member not torn down")
+        .unwrap();
+    // Restart with the same identity (on a new memory port: the old
+    // listener may linger until the runtime drops it).
+    let mut b_cfg = b_cfg;
+    b_cfg.overlay.listen = vec![mem(base + 3)];
+    let b = start(&mut tasks, b_cfg);
+    wait_until(deadline, "the restarted b to be verified", || async {
+        b.stats().await.unwrap().members == 1
+    })
+    .await;
+    assert_eq!(a.connect_ip(ip("10.77.0.11")).await.unwrap(), b.peer_id());
+    let new = a.view().borrow().peers[&b.peer_id()].keys.tx.unwrap();
+    assert_ne!(new.key, old.key);
+}

@@ -30,6 +30,12 @@ use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
 mod claims;
 mod requests;
 
+/// New providers (not yet members) a discovery round dials or introduces
+/// at most; the provider lookup stops there and the next round goes on. It
+/// bounds the burst of dials and certificate checks when a node joins a
+/// large group.
+pub const MAX_NEW_PROVIDERS_PER_ROUND: usize = 64;
+
 type SessionAnswer = std::pin::Pin<
     Box<
         dyn std::future::Future<Output = (ResponseChannel<SessionResponse>, Option<Vec<u8>>)>
@@ -69,6 +75,8 @@ pub struct EventLoop {
     session_answers: FuturesUnordered<SessionAnswer>,
     providing: bool,
     providers_query: Option<QueryId>,
+    /// New providers taken up in the current discovery round.
+    round_providers: HashSet<PeerId>,
     found_new: bool,
     discovery_delay: std::time::Duration,
     published_at: Option<(Instant, usize)>,
@@ -147,6 +155,7 @@ impl EventLoop {
             session_answers: FuturesUnordered::new(),
             providing: false,
             providers_query: None,
+            round_providers: HashSet::new(),
             found_new: false,
             published_at: None,
             stats: OverlayStats::default(),
@@ -266,6 +275,7 @@ impl EventLoop {
             }
         }
         self.providers_query = Some(b.public_kad.get_providers(self.provider_key.clone()));
+        self.round_providers.clear();
         self.discovery_delay = if std::mem::take(&mut self.found_new) || !self.providing {
             self.timers.discovery
         } else {
@@ -473,12 +483,22 @@ impl EventLoop {
                     if p == *self.swarm.local_peer_id()
                         || self.members.is_member(&p)
                         || self.bootstrap_peers.contains(&p)
+                        || self.round_providers.contains(&p)
                     {
                         continue;
                     }
                     if self.in_backoff(&p) {
                         continue;
                     }
+                    if self.round_providers.len() >= MAX_NEW_PROVIDERS_PER_ROUND {
+                        // Enough work for this round: the next round (soon,
+                        // since this one found news) fetches the rest.
+                        if let Some(mut q) = self.swarm.behaviour_mut().public_kad.query_mut(&id) {
+                            q.finish();
+                        }
+                        break;
+                    }
+                    self.round_providers.insert(p);
                     self.found_new = true;
                     if self.swarm.is_connected(&p) {
                         self.introduce(p);

@@ -108,6 +108,25 @@ impl MemberTable {
         cert: &[u8],
         now: SystemTime,
     ) -> Result<MemberInfo, vpn_pki::PkiError> {
+        // A verified member's own certificate again (claims, repeated
+        // exchanges): no second signature check. `recheck` expels members
+        // whose certificate expired or a newer CRL revoked, so a member in
+        // the table is valid up to its validity bounds.
+        if let Some(m) = self.members.get(peer) {
+            if m.cert == cert && now >= m.info.not_before && now < m.info.not_after {
+                return Ok(m.info.clone());
+            }
+        }
+        self.verify(peer, cert, now)
+    }
+
+    /// The full check (signatures, validity, group, PeerId, CRL).
+    fn verify(
+        &self,
+        peer: &PeerId,
+        cert: &[u8],
+        now: SystemTime,
+    ) -> Result<MemberInfo, vpn_pki::PkiError> {
         vpn_pki::verify_member(
             cert,
             &self.ca,
@@ -186,7 +205,7 @@ impl MemberTable {
         let failed: Vec<_> = self
             .members
             .iter()
-            .filter_map(|(p, m)| self.check(p, &m.cert, now).err().map(|e| (*p, e)))
+            .filter_map(|(p, m)| self.verify(p, &m.cert, now).err().map(|e| (*p, e)))
             .collect();
         for (p, _) in &failed {
             self.members.remove(p);

@@ -2,8 +2,9 @@
 //! `session` protocol and turns its key actions into data-plane key sets.
 //!
 //! Inputs: [`OverlayEvent`]s (verified members are admitted with their
-//! certificate fingerprint, expelled members removed, session requests
-//! answered by `handle_request`), [`SessionDriver::connect`] requests (a
+//! certificate fingerprint, expelled members removed, members whose last
+//! connection closed torn down, session requests answered by
+//! `handle_request`), [`SessionDriver::connect`] requests (a
 //! packet waits for a peer), the core's timer, and the responses to the
 //! requests it asked to send. Output: the current key set of every peer on a
 //! `watch` channel ([`PeerKeys`], in the data plane's types), which the
@@ -134,6 +135,9 @@ async fn run<E: Entropy>(
                 None => break,
                 Some(OverlayEvent::MemberJoined { peer, cert }) => mgr.admit(peer, identity(&peer, &cert)),
                 Some(OverlayEvent::MemberExpelled(peer, _)) => mgr.remove(&peer),
+                // Its keys may be dead (a restart): the next packet starts
+                // a new handshake (see the session core's "Restarts").
+                Some(OverlayEvent::Disconnected(peer)) => mgr.teardown(&peer),
                 Some(OverlayEvent::SessionRequest { peer, msg, reply }) => {
                     match mgr.handle_request(now(), &peer, &msg) {
                         Ok(resp) => {

@@ -137,6 +137,7 @@ impl NodeState {
                     Some(NodeCommand::Shutdown(done)) => {
                         addresses.release(release_timeout).await;
                         self.client.shutdown().await;
+                        self.clear_view();
                         let _ = done.send(());
                         break;
                     }
@@ -160,10 +161,16 @@ impl NodeState {
             }
             self.publish();
         }
-        // Stopped: nothing in the view any more.
-        self.view.send_modify(|v| {
+        self.clear_view();
+    }
+
+    /// Stopped: nothing in the view any more.
+    fn clear_view(&self) {
+        self.view.send_if_modified(|v| {
+            let changed = !v.addresses.is_empty() || !v.peers.is_empty();
             v.addresses.clear();
             v.peers.clear();
+            changed
         });
     }
 
