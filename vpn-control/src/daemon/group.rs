@@ -140,7 +140,8 @@ impl GroupRuntime {
         let view = self.view.borrow_and_update().clone();
         let addresses = reconcile::interface_addresses(&self.configured, &view);
         let own: Vec<IpAddr> = addresses.iter().map(|a| a.addr).collect();
-        let (desired, skipped) = reconcile::desired(&self.lab, &view, &own, &mut self.ids);
+        let (desired, skipped) =
+            reconcile::desired(&self.lab, &view, &self.ranges, &own, &mut self.ids);
         for s in skipped.iter().filter(|s| !self.skipped.contains(s)) {
             tracing::warn!(peer = %s.peer, "address {} left out: {}", s.addr, s.reason);
         }

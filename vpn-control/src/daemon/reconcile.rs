@@ -72,13 +72,15 @@ fn host(addr: IpAddr) -> Prefix {
 /// member in the view with
 /// - a stable id from `ids`,
 /// - `allowed` = the host prefixes of its verified addresses (an address
-///   that is one of ours, already a lab peer's prefix, or held by a member
-///   with a lower PeerId is left out and reported in the second value),
+///   outside the group's `ranges`, one of ours, already a lab peer's
+///   prefix, or held by a member with a lower PeerId is left out and
+///   reported in the second value),
 /// - `endpoint` = its first endpoint candidate,
 /// - `tx`/`rx` = its keys from the view.
 pub fn desired(
     lab: &DesiredState,
     view: &GroupView,
+    ranges: &[Prefix],
     own: &[IpAddr],
     ids: &mut PeerIds,
 ) -> (DesiredState, Vec<Skipped>) {
@@ -90,7 +92,9 @@ pub fn desired(
         let mut allowed = Vec::new();
         for addr in &pv.addresses {
             let p = host(*addr);
-            let reason = if own.contains(addr) {
+            let reason = if !ranges.iter().any(|r| prefix_contains(r, *addr)) {
+                Some("it is outside the group's ranges")
+            } else if own.contains(addr) {
                 Some("it is this node's own address")
             } else if lab.peers.values().any(|l| l.allowed.contains(&p)) {
                 Some("a lab peer owns it")
@@ -191,6 +195,13 @@ mod tests {
         }
     }
 
+    fn ranges() -> Vec<Prefix> {
+        vec![
+            crate::config::values::parse_prefix("10.77.0.0/24").unwrap(),
+            crate::config::values::parse_prefix("fd77::/64").unwrap(),
+        ]
+    }
+
     fn lab() -> DesiredState {
         let mut d = DesiredState::default();
         d.peers.insert(
@@ -228,7 +239,7 @@ mod tests {
         );
         let own = ["10.77.0.1".parse().unwrap()];
         let mut ids = PeerIds::new(2);
-        let (d, skipped) = desired(&lab(), &view, &own, &mut ids);
+        let (d, skipped) = desired(&lab(), &view, &ranges(), &own, &mut ids);
         assert!(skipped.is_empty());
         assert_eq!(d.peers.len(), 2);
         assert_eq!(d.peers[&1], lab().peers[&1], "lab peer untouched");
@@ -251,16 +262,16 @@ mod tests {
         // its id; a leaves and comes back: same id again.
         view.peers
             .insert(b, member("b", &["10.77.0.3"], &[], PeerKeys::default()));
-        let (d2, _) = desired(&lab(), &view, &own, &mut ids);
+        let (d2, _) = desired(&lab(), &view, &ranges(), &own, &mut ids);
         assert_eq!(d2.peers[&2], d.peers[&2]);
         assert_eq!(d2.peers[&3].name, "b");
         assert_eq!(d2.peers[&3].endpoint, None);
         assert!(!can_send(&d2, "10.77.0.3".parse().unwrap()), "no keys yet");
         let removed = view.peers.remove(&a).unwrap();
-        let (d3, _) = desired(&lab(), &view, &own, &mut ids);
+        let (d3, _) = desired(&lab(), &view, &ranges(), &own, &mut ids);
         assert!(!d3.peers.contains_key(&2));
         view.peers.insert(a, removed);
-        let (d4, _) = desired(&lab(), &view, &own, &mut ids);
+        let (d4, _) = desired(&lab(), &view, &ranges(), &own, &mut ids);
         assert_eq!(d4, d2, "same input, same output (idempotent apply)");
         assert_eq!(ids.peer_of(3), Some(b));
         assert_eq!(ids.peer_of(1), None);
@@ -274,13 +285,18 @@ mod tests {
         let mut view = GroupView::empty(me);
         view.peers.insert(
             lo,
-            member("lo", &["10.77.0.5", "10.77.0.1", "10.77.0.9"], &[], keys(4)),
+            member(
+                "lo",
+                &["10.77.0.5", "10.77.0.1", "10.77.0.9", "192.0.2.1"],
+                &[],
+                keys(4),
+            ),
         );
         view.peers
             .insert(hi, member("hi", &["10.77.0.5", "10.77.0.6"], &[], keys(5)));
         let own = ["10.77.0.1".parse().unwrap()];
         let mut ids = PeerIds::new(2);
-        let (d, skipped) = desired(&lab(), &view, &own, &mut ids);
+        let (d, skipped) = desired(&lab(), &view, &ranges(), &own, &mut ids);
         let id_lo = ids.id(&lo);
         let id_hi = ids.id(&hi);
         assert_eq!(
@@ -300,6 +316,7 @@ mod tests {
             vec![
                 (lo, "10.77.0.1".into(), "it is this node's own address"),
                 (lo, "10.77.0.9".into(), "a lab peer owns it"),
+                (lo, "192.0.2.1".into(), "it is outside the group's ranges"),
                 (hi, "10.77.0.5".into(), "another member holds it"),
             ]
         );
