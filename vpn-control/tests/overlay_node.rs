@@ -240,3 +240,83 @@ async fn crashed_member_is_torn_down_and_reconnected_after_restart() {
     let new = a.view().borrow().peers[&b.peer_id()].keys.tx.unwrap();
     assert_ne!(new.key, old.key);
 }
+
+/// A CRL installed on one member travels on the group topic: the others
+/// install it and expel the revoked member too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crl_update_is_broadcast_to_the_group() {
+    let base = port_base(4);
+    let mut tasks = Tasks::default();
+    let boot = bootstrap(&mut tasks, base);
+    let ca = ca();
+    let mut nodes = Vec::new();
+    let mut certs = Vec::new();
+    for i in 0..3u8 {
+        let id = NodeIdentity::generate();
+        let c = cert(
+            &ca,
+            &id,
+            &format!("n{i}"),
+            AddressAssignment::Fixed(vec![ip(&format!("10.77.0.{}", 10 + i))]),
+        );
+        certs.push(c.clone());
+        nodes.push(start(
+            &mut tasks,
+            node_config(
+                &ca,
+                &id,
+                c,
+                base + 1 + u64::from(i),
+                &boot,
+                51830,
+                ip("127.0.0.1"),
+            ),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in &nodes {
+        wait_until(deadline, "all members verified", || async {
+            n.stats().await.unwrap().members == 2
+        })
+        .await;
+    }
+    // Let gossipsub exchange subscriptions after the verifications.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let serial = vpn_pki::MemberCert::from_der(&certs[2])
+        .unwrap()
+        .info()
+        .serial
+        .clone();
+    let now = std::time::SystemTime::now();
+    let crl = ca
+        .sign_crl(
+            &[vpn_pki::RevokedEntry {
+                serial,
+                revoked_at: now,
+                reason: vpn_pki::RevocationReason::KeyCompromise,
+            }],
+            1,
+            now,
+            DAY,
+        )
+        .unwrap();
+    nodes[0].set_crl(crl).await.unwrap();
+    let revoked = nodes[2].peer_id();
+    wait_until(deadline, "the CRL to reach member 1", || async {
+        let st = nodes[1].stats().await.unwrap();
+        st.crls_received == 1
+            && !nodes[1]
+                .client()
+                .members()
+                .await
+                .unwrap()
+                .contains(&revoked)
+    })
+    .await;
+    assert!(!nodes[0]
+        .client()
+        .members()
+        .await
+        .unwrap()
+        .contains(&revoked));
+}

@@ -96,7 +96,9 @@ impl Client {
         self.ask(|tx| Command::SendSession(peer, msg, tx)).await?
     }
 
-    /// Installs a newer CRL; members it revokes are expelled at once.
+    /// Installs a newer CRL; members it revokes are expelled at once, and
+    /// the CRL is published on the group topic (the other members install
+    /// it too).
     pub async fn set_crl(&self, crl: Crl) -> Result<(), OverlayError> {
         self.ask(|tx| Command::SetCrl(crl, tx)).await?
     }

@@ -28,6 +28,7 @@ use super::resolve::ResolveCache;
 use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
 
 mod claims;
+mod group;
 mod requests;
 
 /// New providers (not yet members) a discovery round dials or introduces
@@ -441,26 +442,7 @@ impl EventLoop {
                 propagation_source,
                 message_id,
                 message,
-            }) => {
-                let ok = self.members.is_member(&propagation_source)
-                    && message.source.is_some_and(|s| self.members.is_member(&s));
-                let verdict = if ok {
-                    gossipsub::MessageAcceptance::Accept
-                } else {
-                    self.stats.private_requests_refused += 1;
-                    gossipsub::MessageAcceptance::Reject
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, verdict);
-                if let (true, Some(source)) = (ok, message.source) {
-                    self.emit(OverlayEvent::GroupMessage {
-                        source,
-                        data: message.data,
-                    });
-                }
-            }
+            }) => self.on_group_message(propagation_source, message_id, message),
             _ => {}
         }
     }
@@ -556,14 +538,7 @@ impl EventLoop {
                 self.session_pending.insert(id, tx);
             }
             Command::SetCrl(crl, tx) => {
-                let res = self
-                    .members
-                    .set_crl(crl, SystemTime::now())
-                    .map_err(OverlayError::from);
-                if res.is_ok() {
-                    self.recheck();
-                }
-                let _ = tx.send(res);
+                let _ = tx.send(self.install_crl(crl, true));
             }
             Command::Announce(addresses) => self.announce(addresses),
             Command::GetClaims(addr, tx) => self.get_claims(addr, tx),

@@ -95,6 +95,11 @@ impl MemberTable {
         &self.group
     }
 
+    /// The group CA.
+    pub fn ca(&self) -> &CaCertificate {
+        &self.ca
+    }
+
     /// Whether `addr` is a host address of one of the group's ranges.
     pub fn in_range(&self, addr: IpAddr) -> bool {
         self.ca.ranges().iter().any(|r| r.is_host_address(addr))

@@ -15,7 +15,9 @@
 //! - `/groupvpn/<group>/session/1.0.0` (request-response, CBOR): session
 //!   handshake messages, refused for unverified peers;
 //! - identify (`/ipfs/id/1.0.0`), ping, gossipsub topic
-//!   `/groupvpn/<group>/events` (messages accepted only from members).
+//!   `/groupvpn/<group>/events` (messages accepted only from members; a
+//!   newer CRL installed on one member is published there and installed by
+//!   the others, see `event_loop/group.rs`).
 //!
 //! Records in the private DHT are owner-signed with an expiry
 //! ([`record`]); address claims ([`claims`], one format for allocation and
@@ -241,6 +243,8 @@ pub struct OverlayStats {
     pub events_dropped: u64,
     /// Verified members now.
     pub members: u64,
+    /// Newer CRLs received on the group topic and installed.
+    pub crls_received: u64,
 }
 
 impl OverlayStats {
