@@ -485,3 +485,57 @@ fn twin_to_twin_with_tun_offloads() {
     a.stop();
     b.stop();
 }
+
+/// A packet without a session goes to the sink; once keys are applied,
+/// `inject` seals and sends it, and the other twin delivers it.
+#[test]
+fn packets_without_a_session_are_passed_up_then_injected() {
+    use std::os::fd::AsRawFd;
+    let ua = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ub = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (ea, eb) = (ua.local_addr().unwrap(), ub.local_addr().unwrap());
+    let (tun_a, host_a) = seqpacket_pair();
+    let (tun_b, host_b) = seqpacket_pair();
+    let mut a = UserspaceDataplane::start(tun_a, ua, false).unwrap();
+    let mut b = UserspaceDataplane::start(tun_b, ub, false).unwrap();
+    b.apply(&b_state(Some(ea))).unwrap();
+    let (sink, mut rx) = tokio::sync::mpsc::channel(8);
+    a.set_packet_sink(sink);
+    // No peer at all, then a peer without a sending key: both passed up.
+    let p1 = ipv4([10, 0, 0, 1], [10, 0, 0, 2], b"first");
+    super::io::write_packet(host_a.as_raw_fd(), &p1).unwrap();
+    let mut keyless = a_state(Some(eb));
+    keyless.peers.get_mut(&1).unwrap().tx = None;
+    let got = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            rx.try_recv().ok()
+        })
+        .expect("passed up");
+    assert_eq!(got, p1);
+    a.apply(&keyless).unwrap();
+    let p2 = ipv4([10, 0, 0, 1], [10, 0, 0, 2], b"second");
+    super::io::write_packet(host_a.as_raw_fd(), &p2).unwrap();
+    let got2 = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            rx.try_recv().ok()
+        })
+        .expect("passed up");
+    assert_eq!(got2, p2);
+    assert_eq!(a.stats().unwrap().counters[&Counter::NoSession], 1);
+    assert_eq!(a.pass_up_stats().passed, 2);
+    assert_eq!(recv_timeout(&host_b, 200), None, "nothing sent yet");
+    // Keys: the queued packets go out in order and arrive.
+    a.apply(&a_state(Some(eb))).unwrap();
+    assert_eq!(a.inject(&[got, got2]).unwrap(), 2);
+    assert_eq!(recv_timeout(&host_b, 2000).unwrap(), p1);
+    assert_eq!(recv_timeout(&host_b, 2000).unwrap(), p2);
+    assert_eq!(a.stats().unwrap().peers[&1].tx_packets, 2);
+    // Injecting for a destination nobody owns passes it up again.
+    let p3 = ipv4([10, 0, 0, 1], [10, 0, 0, 77], b"nobody");
+    assert_eq!(a.inject(std::slice::from_ref(&p3)).unwrap(), 0);
+    assert_eq!(rx.try_recv().unwrap(), p3);
+    a.stop();
+    b.stop();
+}
