@@ -53,8 +53,17 @@ impl Credentials {
     pub fn load(o: &OverlaySection, now: SystemTime) -> Result<(Self, bool), CredentialError> {
         let (identity, created) = NodeIdentity::load_or_create(&o.identity)
             .map_err(|e| err("identity", &o.identity, problem(&e)))?;
-        let cert = MemberCert::load(&o.certificate)
-            .map_err(|e| err("certificate", &o.certificate, problem(&e)))?;
+        let cert = MemberCert::load(&o.certificate).map_err(|e| {
+            err(
+                "certificate",
+                &o.certificate,
+                format!(
+                    "{} (this node's PeerId, to sign a certificate for: {})",
+                    problem(&e),
+                    identity.peer_id()
+                ),
+            )
+        })?;
         let ca = CaCertificate::load(&o.ca).map_err(|e| err("ca", &o.ca, problem(&e)))?;
         let crl = match &o.crl {
             Some(p) => Some(Crl::load(p).map_err(|e| err("crl", p, problem(&e)))?),
@@ -280,11 +289,12 @@ mod tests {
         assert_eq!(e.key, "certificate");
         assert!(e.to_string().starts_with("overlay.certificate ("), "{e}");
         assert!(e.to_string().contains("node.crt"), "{e}");
+        let id = NodeIdentity::load(&o.identity).unwrap();
+        assert!(e.to_string().contains(&id.peer_id().to_string()), "{e}");
         std::fs::write(f.dir.path().join("node.crt"), "garbage").unwrap();
         std::fs::write(f.dir.path().join("ca.crt"), "garbage").unwrap();
         let e = Credentials::load(&o, SystemTime::now()).unwrap_err();
         assert_eq!(e.key, "certificate", "{e}");
-        let id = NodeIdentity::load(&o.identity).unwrap();
         sign(&f, &id, AddressAssignment::Allocate);
         let e = Credentials::load(&o, SystemTime::now()).unwrap_err();
         assert_eq!(e.key, "ca", "{e}");
