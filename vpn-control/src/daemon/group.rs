@@ -56,6 +56,8 @@ pub struct GroupRuntime {
     ctx: Arc<Context>,
     spec: NetSpec,
     traffic: HashMap<u32, (u64, u64)>,
+    /// The last reconciliation failed somewhere: retried on the next tick.
+    dirty: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +99,7 @@ impl GroupRuntime {
             ctx,
             spec,
             traffic: HashMap::new(),
+            dirty: false,
         }
     }
 
@@ -130,13 +133,19 @@ impl GroupRuntime {
                         Err(e) => tracing::warn!("a session request task failed: {e}"),
                     }
                 }
-                _ = tick.tick() => self.tick(),
+                _ = tick.tick() => {
+                    if self.dirty {
+                        self.reconcile(n).await;
+                    }
+                    self.tick();
+                }
             }
             self.publish();
         }
     }
 
     async fn reconcile<N: NetConfig>(&mut self, n: &N) {
+        self.dirty = false;
         let view = self.view.borrow_and_update().clone();
         let addresses = reconcile::interface_addresses(&self.configured, &view);
         let own: Vec<IpAddr> = addresses.iter().map(|a| a.addr).collect();
@@ -155,7 +164,8 @@ impl GroupRuntime {
                     true
                 }
                 Err(e) => {
-                    tracing::error!("updating the data plane: {e}");
+                    tracing::error!("updating the data plane (retried in a second): {e}");
+                    self.dirty = true;
                     false
                 }
             }
@@ -178,11 +188,14 @@ impl GroupRuntime {
                     );
                     self.spec = spec;
                 }
-                Err(e) => tracing::error!(
-                    "setting the addresses {} on {}: {e}",
-                    fmt_addrs(&spec.addresses),
-                    spec.name
-                ),
+                Err(e) => {
+                    tracing::error!(
+                        "setting the addresses {} on {} (retried in a second): {e}",
+                        fmt_addrs(&spec.addresses),
+                        spec.name
+                    );
+                    self.dirty = true;
+                }
             }
         }
         let current = lock(&self.ctx.desired).clone();

@@ -98,6 +98,8 @@ impl GroupOverlay for FakeOverlay {
 
 #[derive(Default)]
 struct PlaneLog {
+    /// Refuse the next apply.
+    fail_next: bool,
     applied: Vec<DesiredState>,
     injected: Vec<Vec<u8>>,
     counters: HashMap<u32, PeerCounters>,
@@ -110,7 +112,11 @@ impl Dataplane for FakePlane {
         PathKind::Userspace
     }
     fn apply(&mut self, d: &DesiredState) -> Result<(), DataplaneError> {
-        self.0.lock().unwrap().applied.push(d.clone());
+        let mut log = self.0.lock().unwrap();
+        if std::mem::take(&mut log.fail_next) {
+            return Err(DataplaneError::Other("map full".into()));
+        }
+        log.applied.push(d.clone());
         Ok(())
     }
     fn stats(&self) -> Result<DataplaneStats, DataplaneError> {
@@ -375,6 +381,35 @@ async fn traffic_is_reported_as_deltas() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(*traffic.lock().unwrap(), vec![(b, 10, 4), (b, 5, 0)]);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_apply_is_retried() {
+    let mut h = harness();
+    let (view, plane, ctx, applied) = (
+        h.view.clone(),
+        h.plane.clone(),
+        h.ctx.clone(),
+        h.applied.clone(),
+    );
+    let b = h.b;
+    with_loop(&mut h, async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        plane.lock().unwrap().fail_next = true;
+        *applied.lock().unwrap() = None;
+        view.send_modify(|v| {
+            v.peers.insert(b, member("b", "10.77.0.2", 2));
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(plane.lock().unwrap().applied.is_empty());
+        assert!(ctx.desired.lock().unwrap().peers.is_empty());
+        assert!(applied.lock().unwrap().is_none(), "not reported as applied");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(plane.lock().unwrap().applied.len(), 1);
+        assert_eq!(ctx.desired.lock().unwrap().peers.len(), 1);
+        assert!(applied.lock().unwrap().is_some());
     })
     .await;
 }
