@@ -65,9 +65,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GroupRuntime {
-    /// `spec`: the interface as started (its addresses are replaced by the
-    /// view's when those change); `lab`: the lab peers' state (already
-    /// applied); `packets`: the receiving end of the data plane's sink.
+    /// `spec`: the interface as started; `configured`: the configured
+    /// addresses. The interface keeps the configured addresses, else the
+    /// ones it started with (a certificate's fixed addresses: they stay even
+    /// while the overlay's claim for them is being made), else follows the
+    /// view's (allocated). `lab`: the lab peers' state (already applied);
+    /// `packets`: the receiving end of the data plane's sink.
     pub fn new(
         overlay: Arc<dyn GroupOverlay>,
         packets: mpsc::Receiver<Vec<u8>>,
@@ -84,6 +87,11 @@ impl GroupRuntime {
             .collect();
         route_targets.extend(ranges.iter().copied());
         let first_id = lab.peers.keys().max().map_or(1, |m| m + 1);
+        let configured = if configured.is_empty() {
+            spec.addresses.clone()
+        } else {
+            configured
+        };
         Self {
             view: overlay.view(),
             overlay,

@@ -176,6 +176,11 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(vec![])
+}
+
+/// `start`: the interface's addresses at start (a fixed certificate's).
+fn harness_with(start: Vec<crate::config::InterfaceAddress>) -> Harness {
     let me = pid(1);
     let b = pid(2);
     let view = Arc::new(watch::channel(GroupView::empty(me)).0);
@@ -214,7 +219,7 @@ fn harness() -> Harness {
     let spec = NetSpec {
         name: "vpn0".into(),
         device: DeviceSpec::Tun,
-        addresses: vec![],
+        addresses: start,
         mtu: 1400,
         routes: vec![range],
     };
@@ -410,6 +415,22 @@ async fn a_failed_apply_is_retried() {
         assert_eq!(plane.lock().unwrap().applied.len(), 1);
         assert_eq!(ctx.desired.lock().unwrap().peers.len(), 1);
         assert!(applied.lock().unwrap().is_some());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn fixed_addresses_stay_while_the_view_has_none() {
+    let mut h = harness_with(vec!["10.77.0.5/24".parse().unwrap()]);
+    let (view, ctx) = (h.view.clone(), h.ctx.clone());
+    with_loop(&mut h, async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        view.send_modify(|v| v.addresses = vec![(ip("10.77.0.5"), 24)]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        view.send_modify(|v| v.addresses.clear());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let o = ctx.status().await.unwrap().overlay.unwrap();
+        assert_eq!(o.addresses, vec!["10.77.0.5/24".to_string()]);
     })
     .await;
 }
