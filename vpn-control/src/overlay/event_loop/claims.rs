@@ -361,7 +361,23 @@ impl EventLoop {
                 warn!(%addr, reason = %r, "overlay: address claim ignored");
             }
         }
-        if last {
+        // A fixed claim beats every allocated one: a resolution can stop at
+        // the first one found (allocation reads still see every replica).
+        let early = !last
+            && q.waiters.iter().all(|w| matches!(w, Waiter::Resolve(_)))
+            && claims::winner(&q.found, SystemTime::now()).is_some_and(|w| w.claim.fixed);
+        if early {
+            if let Some(mut query) = self
+                .swarm
+                .behaviour_mut()
+                .private_kad
+                .inner()
+                .query_mut(&id)
+            {
+                query.finish();
+            }
+        }
+        if last || early {
             self.finish_claim_query(id);
         }
     }
