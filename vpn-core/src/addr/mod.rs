@@ -72,7 +72,10 @@
 //!   reads another owner's claim without its own gives the address up, one
 //!   that reads nothing re-puts) but a duplicate can last up to
 //!   `check_interval`. A put that reached fewer replicas than wanted may be
-//!   reported `Ok`: the confirm read decides.
+//!   reported `Ok`: the confirm read decides. (`vpn-control`'s overlay
+//!   keeps such a claim set per key, each entry signed by its owner with
+//!   the owner's certificate attached: `overlay::claims`; lookups use the
+//!   same claims and order.)
 //! * A claim with the *fixed* flag must be checked against the owner's
 //!   certificate (its fixed address) before it reaches the core; otherwise
 //!   drop it.
