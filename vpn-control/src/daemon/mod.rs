@@ -8,6 +8,7 @@ mod group;
 pub mod pending;
 mod plane;
 pub mod reconcile;
+mod renewal;
 mod server;
 mod underlay;
 
@@ -221,6 +222,7 @@ pub async fn up(cfg: Config) -> Result<(), DaemonError> {
     let mut node: Option<(overlay::OverlayNode, tokio::task::JoinHandle<()>)> = None;
     let mut runtime = None;
     let mut crl_watch = None;
+    let mut renewal_task = None;
     let started: Result<(), DaemonError> = async {
         let Some(g) = &group else {
             return Ok(());
@@ -250,6 +252,7 @@ pub async fn up(cfg: Config) -> Result<(), DaemonError> {
         if let Some(path) = g.section.crl.clone() {
             crl_watch = Some(tokio::spawn(watch_crl(path, handle.clone())));
         }
+        renewal_task = renewal::spawn(&g.section, handle.clone());
         runtime = Some((shared, rx));
         node = Some((handle, task));
         Ok(())
@@ -278,6 +281,9 @@ pub async fn up(cfg: Config) -> Result<(), DaemonError> {
     // plane (BPF links, twin threads and TUN fd), delete the links, remove
     // the socket.
     if let Some(t) = crl_watch {
+        t.abort();
+    }
+    if let Some(t) = renewal_task {
         t.abort();
     }
     if let Some((handle, mut task)) = node {

@@ -192,10 +192,7 @@ mod tests {
         // Far away: capped by the CRL refresh.
         assert_eq!(delay_after_success(t(90 * 86_400), now), CRL_REFRESH);
         // Soon: exactly then.
-        assert_eq!(
-            delay_after_success(t(300), now),
-            Duration::from_secs(300)
-        );
+        assert_eq!(delay_after_success(t(300), now), Duration::from_secs(300));
         // Due now or overdue (the server issued a certificate already due):
         // the floor, not a busy loop.
         assert_eq!(delay_after_success(t(0), now), MIN_DELAY);
@@ -237,7 +234,11 @@ mod tests {
     fn only_enrolled_folders_are_renewed() {
         let d = scratch("plan");
         let s = section(&d);
-        assert_eq!(plan(&s), Ok(None), "no server.json: offline CLI certificates");
+        assert_eq!(
+            plan(&s),
+            Ok(None),
+            "no server.json: offline CLI certificates"
+        );
         std::fs::write(d.join(SERVER_JSON), "{}").unwrap();
         assert_eq!(
             plan(&s),
