@@ -35,6 +35,10 @@ pub enum AdminCmd {
         /// Member certificate validity in days.
         #[arg(long, default_value_t = 90)]
         validity_days: i64,
+        /// A public DHT bootstrap multiaddr for the group's configuration
+        /// (repeatable; the same as the group page's bootstrap setting).
+        #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
     },
     /// Approve new node(s) without an account and print their blobs, one
     /// per line (with --count N: names NODE-1 ... NODE-N).
@@ -89,6 +93,7 @@ async fn run_cmd(st: &Arc<AppState>, cmd: AdminCmd) -> Result<()> {
             range,
             admin,
             validity_days,
+            bootstrap,
         } => {
             let mut c = st.db.pool().acquire().await?;
             let u = users::by_name(&mut c, &admin)
@@ -96,11 +101,21 @@ async fn run_cmd(st: &Arc<AppState>, cmd: AdminCmd) -> Result<()> {
                 .map_err(app)?
                 .with_context(|| format!("no user {admin:?}"))?;
             drop(c);
+            // Checked before the group exists, so that a bad address
+            // leaves nothing half made.
+            let bootstrap = bootstrap.join("\n");
+            ops::requests::parse_bootstrap(&bootstrap).map_err(app)?;
             let actor = Actor::User(u.id, u.username);
             let g = pki::create_group(st, &actor, &name, &range, validity_days)
                 .await
                 .map_err(app)?;
             eprintln!("created group {} ({})", g.name, g.range4);
+            if !bootstrap.is_empty() {
+                ops::requests::set_bootstrap(st, &actor, &g.name, &bootstrap)
+                    .await
+                    .map_err(app)?;
+                eprintln!("bootstrap: {}", bootstrap.replace('\n', " "));
+            }
         }
         AdminCmd::AddNode { group, node, count } => {
             let names: Vec<String> = match count {
