@@ -1,8 +1,10 @@
-//! `cargo xtask demo`: a group from certificates alone. A group CA and one
-//! member certificate per host are made with the offline CLI (`vpn-control
-//! ca init`, `cert identity`, `cert sign`; no lab keys); two public-DHT-only
-//! `vpn-control dht-node`s and three hosts running `vpn-control up` with an
-//! `[overlay]` configuration sit in network namespaces on one LAN. The hosts
+//! `cargo xtask demo`: a group from certificates alone, enrolled through a
+//! group server. Two public-DHT-only `vpn-control dht-node`s and three
+//! hosts sit in network namespaces on one LAN; a `vpn-server` runs next to
+//! the first DHT node; its admin CLI creates the group (bootstrap = the DHT
+//! nodes) and one blob per host, each host runs `vpn-control join BLOB` in
+//! its namespace (no lab keys, no certificates made by hand) and then
+//! `vpn-control up` with the `[overlay]` configuration `join` wrote. The hosts
 //! find each other through the DHTs, verify each other's certificates,
 //! negotiate session keys, and all pairs ping each other by virtual address
 //! while one pair runs iperf3: first over the kernel path, then over the
@@ -15,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use vpn_tests::{
-    credentials_from_cli, daemon_programs, iperf3_tcp, ping, vpn_control_bin, wait_ping, Dataplane,
-    GroupCredentials, GroupSpec, IperfServer, MemberRequest, OverlayLab, OverlayOptions, PingStats,
-    Status,
+    daemon_programs, iperf3_tcp, ping, wait_ping, Dataplane, GroupCredentials, GroupSpec,
+    IperfServer, OverlayLab, OverlayOptions, PingStats, Status,
 };
 
 use crate::util::{cargo, describe, is_root, run_ok, target_dir};
@@ -67,17 +68,6 @@ fn check_interrupted() -> Result<()> {
 /// How long the hosts may take to find and verify each other.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Where the demo's certificates come from: the offline CLI, as an
-/// administrator would make them by hand (`docs/pki.md`). Enrolment with a
-/// group server can replace this function.
-fn demo_credentials(
-    dir: &std::path::Path,
-    group: &GroupSpec,
-    members: &[MemberRequest],
-) -> vpn_tests::Result<GroupCredentials> {
-    credentials_from_cli(&vpn_control_bin()?, dir, group, members)
-}
-
 /// `openssl verify -CAfile ca.crt node.crt` for every member certificate:
 /// how many verified, and the first failure's output.
 fn openssl_verify(creds: &GroupCredentials) -> (usize, Option<String>) {
@@ -106,13 +96,22 @@ fn openssl_verify(creds: &GroupCredentials) -> (usize, Option<String>) {
     (ok, first_failure)
 }
 
+mod enrol;
 mod render;
 
+use enrol::{planned_credentials, GroupServer};
 use render::render;
+
+/// The daemon's log line when its automatic renewal task starts.
+const RENEWAL_STARTED: &str = "renewing the certificate and refreshing the CRL automatically";
 
 /// What one path's run measured.
 pub(crate) struct PathReport {
     pub(crate) path: Dataplane,
+    /// Where the certificates came from.
+    pub(crate) credentials: String,
+    /// Daemons that started their automatic renewal task.
+    pub(crate) renewing: usize,
     /// From starting the daemons until every host had verified every other.
     pub(crate) joined: Duration,
     /// `openssl verify` of the member certificates: (verified, members, failure).
@@ -137,7 +136,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     install_signal_handlers();
     let profile = if args.debug { "debug" } else { "release" };
     let mut build = cargo();
-    build.args(["build", "-p", "vpn-control"]);
+    build.args(["build", "-p", "vpn-control", "-p", "vpn-server"]);
     if !args.debug {
         build.arg("--release");
     }
@@ -145,6 +144,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     run_ok(&mut build)?;
     let bin = target_dir().join(profile).join("vpn-control");
     std::env::set_var("VPN_CONTROL_BIN", &bin);
+    let server_bin = target_dir().join(profile).join("vpn-server");
     check_interrupted()?;
 
     let mut reports = Vec::new();
@@ -154,7 +154,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             path.as_str(),
             args.hosts
         );
-        let r = run_path(path, &args);
+        let r = run_path(path, &args, &server_bin);
         if INTERRUPTED.load(Ordering::SeqCst) {
             // run_path's destructors already stopped the daemons and
             // removed the namespaces.
@@ -167,11 +167,21 @@ pub fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_path(path: Dataplane, args: &DemoArgs) -> Result<PathReport> {
+fn run_path(path: Dataplane, args: &DemoArgs, server_bin: &std::path::Path) -> Result<PathReport> {
     let start = Instant::now();
     let mut opts = OverlayOptions::new(args.hosts);
     opts.dataplane = path;
-    let mut lab = OverlayLab::with_credentials("demo", opts, demo_credentials)?;
+    // The group server issues IPv4 addresses from one range.
+    opts.ipv6 = false;
+    let group = GroupSpec::lab(&opts.group, false);
+    let mut lab = OverlayLab::with_credentials("demo", opts, planned_credentials)?;
+    // Declared after the lab: dropped (stopped) before its namespaces go.
+    let mut group_server = GroupServer::start(&lab, server_bin).context("starting vpn-server")?;
+    let enrolment = group_server
+        .enrol_all(&mut lab, &group.range_v4)
+        .context("enrolling the hosts through vpn-server")?;
+    eprintln!("demo: {} path: {}", path.as_str(), enrolment.summary);
+    check_interrupted()?;
     let (verified, failure) = openssl_verify(lab.credentials());
     let openssl = (verified, lab.credentials().members.len(), failure);
     let up = Instant::now();
@@ -239,9 +249,17 @@ fn run_path(path: Dataplane, args: &DemoArgs) -> Result<PathReport> {
         statuses.push((node.spec.name.clone(), node.status()?));
     }
     let iperf_pair = format!("{} -> {}", lab.node(0).spec.name, lab.node(1).spec.name);
+    let renewing = lab
+        .nodes()
+        .iter()
+        .filter(|n| n.log().contains(RENEWAL_STARTED))
+        .count();
+    drop(group_server);
     drop(lab); // stops the daemons and removes the namespaces
     Ok(PathReport {
         path,
+        credentials: enrolment.summary,
+        renewing,
         joined,
         openssl,
         pings,

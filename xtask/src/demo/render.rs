@@ -14,14 +14,17 @@ pub(crate) fn render(reports: &[PathReport], hosts: usize, profile: &str) -> Str
     );
     let _ = writeln!(
         s,
-        "Certificates only, no lab keys: a group CA (10.77.0.0/24, fd77::/64) and one member \
-         certificate per host"
+        "Certificates only, no lab keys; the hosts find each other through the DHTs and \
+         negotiate their keys."
     );
-    let _ = writeln!(
-        s,
-        "made with `vpn-control ca init` / `cert sign`; the hosts find each other through the \
-         DHTs and negotiate their keys."
-    );
+    for r in reports {
+        let _ = writeln!(s, "{} path: {}", r.path.as_str(), r.credentials);
+        let _ = writeln!(
+            s,
+            "  automatic certificate renewal / CRL refresh running in {} of {hosts} daemons.",
+            r.renewing
+        );
+    }
     if let Some(r) = reports.first() {
         let (ok, total, failure) = &r.openssl;
         let _ = writeln!(
@@ -32,10 +35,15 @@ pub(crate) fn render(reports: &[PathReport], hosts: usize, profile: &str) -> Str
                 .map_or(String::new(), |f| format!(" (first failure: {})", f.trim()))
         );
     }
+    let v6 = if reports.iter().any(|r| r.ping6.is_some()) {
+        "IPv6 n0 -> n1"
+    } else {
+        "no IPv6 (ping6 n/a)"
+    };
     let _ = writeln!(
         s,
         "vpn-control {profile} build; ping by virtual address: 10 per ordered pair (IPv4), \
-         IPv6 n0 -> n1; iperf3: one TCP stream."
+         {v6}; iperf3: one TCP stream."
     );
     let _ = writeln!(s);
     let _ = writeln!(
