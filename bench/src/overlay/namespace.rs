@@ -3,19 +3,21 @@
 //! `vpn-control dht-node`s on one LAN bridge. Member n0 is restarted for
 //! every run while n1 and n2 keep running:
 //!
-//! - `up` to first reply: from spawning n0's `up` until a ping from n0 to
-//!   n1's virtual address is answered (one echo request at a time, each
-//!   waiting up to 1 s; retried at once when ping cannot send yet);
+//! - `up` to first reply: from spawning n0's `up` until the first reply to
+//!   pings from n0 to n1's virtual address sent every 50 ms (`ping -D`
+//!   stamps the reply; ping is restarted when it cannot send yet);
 //! - `up` to members: until n0's `status` reports both others verified;
 //! - on-demand session: then the first ping from n0 to n2 (which n0 has not
 //!   sent anything to), with up to 5 s for the reply: its RTT covers the
 //!   packet reaching the daemon, resolution, handshake, installation and
 //!   delivery of the queued packet; then 10 pings measure the steady RTT.
 
+use std::io::{BufRead as _, BufReader};
 use std::net::IpAddr;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _, Result};
 use vpn_tests::{ping, ping_once, OverlayLab, OverlayOptions};
@@ -35,8 +37,8 @@ pub fn run(sec: &mut NamespaceSection) -> Result<()> {
         bin.display()
     );
     sec.method = "n0's `vpn-control up` is spawned at t0. A thread pings n1's virtual \
-        address from n0 (`ping -c 1 -W 1`, repeated; immediately again when ping cannot \
-        send yet) until a reply: *up to first reply*. Meanwhile `status --json` is polled \
+        address from n0 every 50 ms (`ping -D -i 0.05`, restarted after 10 ms while it \
+        cannot send yet) until the first reply, stamped by ping: *up to first reply*. Meanwhile `status --json` is polled \
         every 50 ms until it reports 2 verified members: *up to members*. Then one ping to \
         n2 with `-W 5` (nothing was sent to n2 before; whether `status` already listed n2 \
         as a peer is recorded): its RTT is the *on-demand* figure (packet to the daemon, \
@@ -91,10 +93,11 @@ fn one_run(lab: &mut OverlayLab, r: &mut NsRun) -> Result<()> {
     let n2 = lab.vpn_v4(2)?;
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
+    let t0_wall = SystemTime::now();
     lab.node_mut(0).spawn_up()?;
     let pinger = {
         let (ns0, stop) = (ns0.clone(), stop.clone());
-        std::thread::spawn(move || first_reply(&ns0, n1, t0, &stop))
+        std::thread::spawn(move || first_reply(&ns0, n1, t0_wall, &stop))
     };
     // Members verified, polled while the pinger runs.
     let members = (|| -> Result<f64> {
@@ -133,19 +136,71 @@ fn one_run(lab: &mut OverlayLab, r: &mut NsRun) -> Result<()> {
     Ok(())
 }
 
-/// Pings `dst` once at a time until a reply; ms since `t0`.
-fn first_reply(ns: &vpn_tests::NsRef, dst: IpAddr, t0: Instant, stop: &AtomicBool) -> Result<f64> {
-    while t0.elapsed() < FIRST_REPLY_BUDGET && !stop.load(Ordering::SeqCst) {
-        let attempt = Instant::now();
-        if ping_once(ns, dst, 1)?.is_some() {
-            return Ok(t0.elapsed().as_secs_f64() * 1e3);
+/// Pings `dst` every 50 ms (`ping -D`, which stamps each reply with the
+/// wall clock) until the first reply; its arrival in ms after `t0`. A ping
+/// that cannot start yet (no route before `vpn0` exists) is restarted
+/// after 10 ms.
+fn first_reply(
+    ns: &vpn_tests::NsRef,
+    dst: IpAddr,
+    t0: SystemTime,
+    stop: &AtomicBool,
+) -> Result<f64> {
+    let started = Instant::now();
+    while started.elapsed() < FIRST_REPLY_BUDGET && !stop.load(Ordering::SeqCst) {
+        let mut cmd = ns.cmd("ping");
+        cmd.args(["-n", "-D", "-i", "0.05", "-W", "1", "-w"])
+            .arg(FIRST_REPLY_BUDGET.as_secs().to_string())
+            .arg(dst.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().context("running ping")?;
+        let out = child.stdout.take().expect("piped");
+        let mut reply = None;
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            if let Some(at) = reply_stamp(&line) {
+                reply = Some(at);
+                break;
+            }
         }
-        // Ping fails at once while vpn0 or its route does not exist yet.
-        if attempt.elapsed() < Duration::from_millis(10) {
-            std::thread::sleep(Duration::from_millis(10));
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Some(at) = reply {
+            let t0s = t0.duration_since(UNIX_EPOCH)?.as_secs_f64();
+            return Ok((at - t0s) * 1e3);
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Err(anyhow!(
         "no reply from {dst} within {FIRST_REPLY_BUDGET:?} of up"
     ))
+}
+
+/// The wall-clock stamp (`[1764070000.123456]`) of a `ping -D` reply line.
+fn reply_stamp(line: &str) -> Option<f64> {
+    if !line.contains("bytes from") {
+        return None;
+    }
+    line.strip_prefix('[')?.split_once(']')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ping_d_reply_stamps() {
+        let l = "[1764070000.123456] 64 bytes from 10.77.0.2: icmp_seq=3 ttl=64 time=0.2 ms";
+        assert_eq!(reply_stamp(l), Some(1_764_070_000.123_456));
+        assert_eq!(
+            reply_stamp("[1764070000.1] From 10.77.0.1 icmp_seq=1 Destination Host Unreachable"),
+            None
+        );
+        assert_eq!(
+            reply_stamp("PING 10.77.0.2 (10.77.0.2) 56(84) bytes of data."),
+            None
+        );
+    }
 }
