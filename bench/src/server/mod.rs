@@ -117,7 +117,7 @@ fn bench_db(db: &str, args: &Args) -> Result<DbResult> {
     let srv = VpnServer::start("vpn-server", &data, url.as_deref(), &[])?;
     let version = match &pg {
         Some(_) => postgres_version(),
-        None => "SQLite (bundled with sqlx), WAL".to_owned(),
+        None => "SQLite (WAL, synchronous = FULL)".to_owned(),
     };
     let admin = Admin {
         data: &data,

@@ -92,6 +92,9 @@ impl Report {
             ));
         }
         s.push_str(
+            "- PostgreSQL runs as a private cluster on loopback with its default durability (fsync and synchronous_commit on); SQLite is the server's default file database.\n",
+        );
+        s.push_str(
             "\nThe load generator and the server share the machine's CPUs, so the numbers are a lower bound for a dedicated server host; every request pays a full TLS handshake (no session resumption, no keep-alive), which dominates the CRL fetch.\n",
         );
         s
