@@ -192,7 +192,7 @@ fn ns_overlay_killed_member_disappears() {
         .collect();
     lab.node_mut(victim).kill9().unwrap();
     let t0 = Instant::now();
-    for i in 0..victim {
+    for (i, victim_id) in victim_ids.iter().enumerate() {
         let node = lab.node(i);
         let st = wait_until_ok(
             &format!("n{i} to drop {name}"),
@@ -213,9 +213,8 @@ fn ns_overlay_killed_member_disappears() {
         );
         let tx = tx_session_indices(node.daemon_pid().unwrap()).unwrap();
         assert!(
-            !tx.contains_key(&victim_ids[i]),
-            "n{i} still holds a sending session for {name} (id {}): {tx:?}",
-            victim_ids[i]
+            !tx.contains_key(victim_id),
+            "n{i} still holds a sending session for {name} (id {victim_id}): {tx:?}"
         );
     }
     // Nothing reaches the dead member; the others still reach each other.
