@@ -122,7 +122,11 @@ fn identify(kp: &Keypair) -> identify::Behaviour {
     identify::Behaviour::new(
         identify::Config::new("groupvpn/1.0.0".into(), kp.public())
             .with_agent_version(format!("vpn-control/{}", env!("CARGO_PKG_VERSION")))
-            .with_push_listen_addr_updates(true),
+            .with_push_listen_addr_updates(true)
+            // No dial addresses from identify's unfiltered cache: peers'
+            // addresses reach the swarm only through Kademlia, after the
+            // event loop dropped their virtual (group-range) addresses.
+            .with_cache_size(0),
     )
 }
 

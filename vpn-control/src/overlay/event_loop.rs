@@ -25,6 +25,7 @@ use super::client::Command;
 use super::ids;
 use super::membership::{DataInfo, MemberTable, MembershipRequest};
 use super::resolve::ResolveCache;
+use super::virtual_ranges::VirtualRanges;
 use super::{OverlayConfig, OverlayError, OverlayEvent, OverlayStats, Timers};
 
 mod claims;
@@ -57,6 +58,9 @@ pub struct EventLoop {
     membership_protocol: StreamProtocol,
     timers: Timers,
     announce_listen_addrs: bool,
+    /// The group's ranges: virtual addresses are never announced, dialed
+    /// or used as data endpoints (the overlay stays off the tunnel).
+    virtual_ranges: VirtualRanges,
     bootstrap_peers: HashSet<PeerId>,
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     membership_pending: HashSet<PeerId>,
@@ -141,6 +145,7 @@ impl EventLoop {
             discovery_delay: config.timers.discovery,
             timers: config.timers,
             announce_listen_addrs: config.announce_listen_addrs,
+            virtual_ranges: VirtualRanges::new(config.ca.ranges()),
             bootstrap_peers,
             peer_addrs: HashMap::new(),
             membership_pending: HashSet::new(),
@@ -169,7 +174,7 @@ impl EventLoop {
     /// members (before [`EventLoop::run`]).
     pub(crate) fn set_data_plane(&mut self, port: u16, ips: Vec<IpAddr>) {
         self.data.port = port;
-        self.data.ips = ips;
+        self.data.ips = self.virtual_ranges.filter_ips(ips);
     }
 
     /// What this node announces: the configured IPs, then the specific IPs
@@ -178,7 +183,8 @@ impl EventLoop {
         let mut d = self.data.clone();
         for a in self.swarm.listeners() {
             if let Some(ip) = multiaddr_ip(a) {
-                if !ip.is_unspecified() && !d.ips.contains(&ip) {
+                if !ip.is_unspecified() && !d.ips.contains(&ip) && !self.virtual_ranges.contains(ip)
+                {
                     d.ips.push(ip);
                 }
             }
@@ -186,12 +192,17 @@ impl EventLoop {
         d
     }
 
-    pub(super) fn emit_member_data(&mut self, peer: PeerId, data: DataInfo) {
+    pub(super) fn emit_member_data(&mut self, peer: PeerId, mut data: DataInfo) {
         self.forget_unannounced(&peer, &data.addresses);
+        // Data endpoints are underlay addresses, never virtual ones.
+        data.ips = self
+            .virtual_ranges
+            .filter_ips(std::mem::take(&mut data.ips));
         let observed = self
             .conn_ips
             .get(&peer)
             .map(|v| v.iter().map(|(_, ip)| *ip).collect())
+            .map(|v| self.virtual_ranges.filter_ips(v))
             .unwrap_or_default();
         self.emit(OverlayEvent::MemberData {
             peer,
@@ -371,7 +382,7 @@ impl EventLoop {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 debug!(%address, "overlay: listening");
-                if self.announce_listen_addrs {
+                if self.announce_listen_addrs && self.virtual_ranges.allows(&address) {
                     self.swarm.add_external_address(address);
                 }
             }
@@ -417,7 +428,14 @@ impl EventLoop {
 
     fn on_behaviour_event(&mut self, ev: MemberBehaviourEvent) {
         match ev {
-            MemberBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            MemberBehaviourEvent::Identify(identify::Event::Received {
+                peer_id, mut info, ..
+            }) => {
+                // A member listening on 0.0.0.0 also lists its virtual
+                // addresses: never dial those (traffic through the tunnel).
+                info.listen_addrs = self
+                    .virtual_ranges
+                    .filter_addrs(std::mem::take(&mut info.listen_addrs));
                 let b = self.swarm.behaviour_mut();
                 if info.protocols.contains(&self.public_protocol) {
                     for a in &info.listen_addrs {

@@ -37,6 +37,7 @@ pub mod record;
 pub mod resolve;
 pub mod session_driver;
 pub mod view;
+mod virtual_ranges;
 
 use std::time::Duration;
 
