@@ -125,10 +125,20 @@ pub fn spawn(section: &OverlaySection, node: OverlayNode) -> Option<tokio::task:
 
 async fn run(plan: Plan, node: OverlayNode) {
     let mut failures = 0u32;
+    let mut first = true;
     loop {
         let wait = match enroll::renew_async(plan.dir.clone(), false).await {
             Ok(out) => {
                 failures = 0;
+                if std::mem::take(&mut first) {
+                    tracing::info!(
+                        "checked with the group server: certificate valid until {}, renewal \
+                         due {}, CRL number {:?}",
+                        vpn_pki::fmt_time(out.not_after),
+                        vpn_pki::fmt_time(out.renew_after),
+                        out.crl_number
+                    );
+                }
                 report(&plan, &node, &out).await;
                 delay_after_success(out.renew_after, SystemTime::now())
             }
