@@ -138,7 +138,7 @@ pub fn approve(s: &Session<'_>, srv: &Server, group: &str, id: &str) {
         .find(&format!("#{form} [type=submit]"))
         .or_else(|| s.find(&format!("#{form} button")))
         .unwrap_or_else(|| panic!("no approve button for request {id}:\n{}", s.body_text()));
-    s.click(&button);
+    s.click_and_wait(&button);
 }
 
 /// The blob from the member's blob page (`<pre id="blob">`).

@@ -284,6 +284,34 @@ impl Session<'_> {
         self.must("POST", &format!("/element/{}/click", e.0), Some(json!({})));
     }
 
+    /// Clicks an element that submits a form or follows a link, and waits
+    /// until the next page has loaded (a marker set on the old page is gone
+    /// and the new document is complete): WebDriver's click may return
+    /// before a POST and its redirect are done.
+    pub fn click_and_wait(&self, e: &Element) {
+        self.script("window.__gvOldPage = true; return null;");
+        self.click(e);
+        wait_until_ok("the next page to load", Duration::from_secs(60), || {
+            let v = self
+                .cmd(
+                    "POST",
+                    "/execute/sync",
+                    Some(json!({
+                        "script": "return window.__gvOldPage === undefined && document.readyState === 'complete';",
+                        "args": []
+                    })),
+                )
+                // During the navigation the script may fail: poll again.
+                .map_err(|e| e.to_string())?;
+            if v["value"] == true {
+                Ok(())
+            } else {
+                Err("still on the old page".to_owned())
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e} (at {})", self.url()));
+    }
+
     /// Fills the named fields of `#form_id` and clicks its submit button.
     pub fn submit_form(&self, form_id: &str, fields: &[(&str, &str)]) {
         for (name, value) in fields {
@@ -294,7 +322,7 @@ impl Session<'_> {
             .find(&format!("#{form_id} [type=submit]"))
             .or_else(|| self.find(&format!("#{form_id} button")))
             .unwrap_or_else(|| panic!("form #{form_id} has no submit button"));
-        self.click(&button);
+        self.click_and_wait(&button);
     }
 
     /// Runs JavaScript in the page (`arguments` empty); returns its value.
