@@ -320,3 +320,110 @@ async fn crl_update_is_broadcast_to_the_group() {
         .unwrap()
         .contains(&revoked));
 }
+
+/// Two verified members that have no session yet; `a` holds handshake
+/// messages at most `apply_wait` for its keys to be applied.
+async fn verified_pair(
+    test: u64,
+    tasks: &mut Tasks,
+    apply_wait: Duration,
+) -> (
+    vpn_control::overlay::OverlayNode,
+    vpn_control::overlay::OverlayNode,
+) {
+    let base = port_base(test);
+    let boot = bootstrap(tasks, base);
+    let ca = ca();
+    let (ia, ib) = (NodeIdentity::generate(), NodeIdentity::generate());
+    let ca_ = cert(
+        &ca,
+        &ia,
+        "alpha",
+        AddressAssignment::Fixed(vec![ip("10.77.0.10")]),
+    );
+    let cb = cert(
+        &ca,
+        &ib,
+        "beta",
+        AddressAssignment::Fixed(vec![ip("10.77.0.11")]),
+    );
+    let mut cfg_a = node_config(&ca, &ia, ca_, base + 1, &boot, 51830, ip("127.0.0.1"));
+    cfg_a.apply_wait = apply_wait;
+    let a = start(tasks, cfg_a);
+    let b = start(
+        tasks,
+        node_config(&ca, &ib, cb, base + 2, &boot, 51831, ip("127.0.0.2")),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_until(deadline, "a and b to verify each other", || async {
+        a.stats().await.unwrap().members == 1 && b.stats().await.unwrap().members == 1
+    })
+    .await;
+    (a, b)
+}
+
+/// The responder's reply (which makes the initiator switch to the new key)
+/// waits until the daemon reports a data plane holding the responder's new
+/// receive key; a report without it keeps it waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_waits_until_the_receive_key_is_applied() {
+    let mut tasks = Tasks::default();
+    let (a, b) = verified_pair(5, &mut tasks, Duration::from_secs(30)).await;
+    let (pa, pb) = (a.peer_id(), b.peer_id());
+    // The daemon reports an applied view without b: a now holds messages.
+    a.applied(&vpn_control::overlay::GroupView::empty(pa));
+    let connect = tokio::spawn({
+        let b = b.clone();
+        async move { b.connect_ip(ip("10.77.0.10")).await }
+    });
+    let mut av = a.view();
+    let installed = tokio::time::timeout(
+        Duration::from_secs(10),
+        av.wait_for(|v| v.peers.get(&pb).is_some_and(|p| !p.keys.rx.is_empty())),
+    )
+    .await
+    .expect("a installs a receive key for b")
+    .unwrap()
+    .clone();
+    // A stale report (no key for b) does not release the reply.
+    a.applied(&vpn_control::overlay::GroupView::empty(pa));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let has_tx =
+        |v: &vpn_control::overlay::GroupView| v.peers.get(&pa).is_some_and(|p| p.keys.tx.is_some());
+    assert!(
+        !has_tx(&b.view().borrow()),
+        "b got a's reply before a's receive key was applied"
+    );
+    // The daemon applied the view with the key: the reply goes out.
+    a.applied(&installed);
+    let mut bv = b.view();
+    tokio::time::timeout(Duration::from_secs(10), bv.wait_for(has_tx))
+        .await
+        .expect("b gets its sending key once a's receive key is applied")
+        .unwrap();
+    assert_eq!(
+        connect.await.unwrap().unwrap(),
+        pa,
+        "b's connect_ip succeeds"
+    );
+}
+
+/// A daemon that never reports the keys applied (a failing apply) delays
+/// the handshake by the apply wait, never blocks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_is_sent_anyway_after_the_apply_wait() {
+    let mut tasks = Tasks::default();
+    let (a, b) = verified_pair(6, &mut tasks, Duration::from_millis(1500)).await;
+    a.applied(&vpn_control::overlay::GroupView::empty(a.peer_id()));
+    let t0 = Instant::now();
+    let peer = tokio::time::timeout(Duration::from_secs(10), b.connect_ip(ip("10.77.0.10")))
+        .await
+        .expect("connect_ip ends")
+        .expect("connect_ip succeeds");
+    assert_eq!(peer, a.peer_id());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1400),
+        "the reply was not held: {:?}",
+        t0.elapsed()
+    );
+}

@@ -10,10 +10,23 @@
 //! `watch` channel ([`PeerKeys`], in the data plane's types), which the
 //! daemon merges into its `DesiredState`. Actions are applied in order, and a
 //! request's actions before its response is sent, as the core requires.
+//!
+//! # Keys in the kernel before the message that uses them
+//!
+//! Publishing a key set is not installing it: the daemon applies the view
+//! asynchronously. A handshake message that follows an `Install` adding a
+//! receive key (the responder's reply, the initiator's confirm) makes the
+//! peer switch to that key, so it is held back until the daemon reports
+//! ([`SessionDriver::applied`]) a data plane that holds the new receive
+//! indices, or at most [`APPLY_WAIT`] (a slow or failing apply never stalls
+//! handshakes). Until the first report (no daemon, e.g. the overlay's own
+//! tests) nothing is held back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use libp2p::PeerId;
@@ -36,6 +49,14 @@ pub struct PeerKeys {
 
 /// The current key sets of all peers (updated on every install/remove).
 pub type KeySets = watch::Receiver<BTreeMap<PeerId, PeerKeys>>;
+
+/// Longest hold of a handshake message waiting for the data plane to hold
+/// the receive key installed before it.
+pub const APPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// The key sets the data plane holds, per peer; `None` until the daemon's
+/// first report.
+type Applied = Option<BTreeMap<PeerId, PeerKeys>>;
 
 /// Errors of the driver.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +81,7 @@ pub fn identity(peer: &PeerId, cert: &[u8]) -> Identity {
 pub struct SessionDriver {
     tx: mpsc::Sender<PeerId>,
     traffic: mpsc::Sender<Vec<(PeerId, u64, u64)>>,
+    applied: Arc<watch::Sender<Applied>>,
 }
 
 impl SessionDriver {
@@ -76,6 +98,37 @@ impl SessionDriver {
     pub fn report_traffic(&self, traffic: Vec<(PeerId, u64, u64)>) {
         let _ = self.traffic.try_send(traffic);
     }
+
+    /// The data plane now holds exactly `keys` (the daemon applied a view
+    /// with these key sets): releases the handshake messages waiting for
+    /// their receive keys.
+    pub fn applied(&self, keys: BTreeMap<PeerId, PeerKeys>) {
+        self.applied.send_replace(Some(keys));
+    }
+}
+
+/// Waits until the data plane holds every receive index of `want` for
+/// `peer` (at once without a report yet), at most `limit`.
+async fn applied_wait(
+    mut applied: watch::Receiver<Applied>,
+    peer: PeerId,
+    want: Vec<u32>,
+    limit: Duration,
+) {
+    let holds = |a: &Applied| {
+        a.as_ref().is_none_or(|m| {
+            m.get(&peer).is_some_and(|k| {
+                want.iter()
+                    .all(|i| k.rx.iter().any(|r| r.local_index == *i))
+            })
+        })
+    };
+    if tokio::time::timeout(limit, applied.wait_for(holds))
+        .await
+        .is_err()
+    {
+        debug!(%peer, "session: keys not applied after {limit:?}, sending anyway");
+    }
 }
 
 type Pending = std::pin::Pin<
@@ -83,7 +136,8 @@ type Pending = std::pin::Pin<
 >;
 
 /// Starts the driver: returns its handle, the key sets, and the task to
-/// spawn. `own_cert` is this node's certificate (DER).
+/// spawn. `own_cert` is this node's certificate (DER). Handshake messages
+/// wait at most [`APPLY_WAIT`] for their keys to be applied.
 pub fn start<E: Entropy + Send + 'static>(
     client: Client,
     events: mpsc::Receiver<OverlayEvent>,
@@ -98,33 +152,73 @@ pub fn start<E: Entropy + Send + 'static>(
     ),
     DriverError,
 > {
+    start_with_apply_wait(client, events, own_cert, cfg, entropy, APPLY_WAIT)
+}
+
+/// [`start`] with another bound on the wait for applied keys.
+pub fn start_with_apply_wait<E: Entropy + Send + 'static>(
+    client: Client,
+    events: mpsc::Receiver<OverlayEvent>,
+    own_cert: &[u8],
+    cfg: Config,
+    entropy: E,
+    apply_wait: Duration,
+) -> Result<
+    (
+        SessionDriver,
+        KeySets,
+        impl std::future::Future<Output = ()> + Send,
+    ),
+    DriverError,
+> {
     let local = identity(&client.peer_id(), own_cert);
     let mgr = SessionManager::new(cfg, local, entropy)?;
     let (connect_tx, connect_rx) = mpsc::channel(64);
     let (traffic_tx, traffic_rx) = mpsc::channel(16);
     let (keys_tx, keys_rx) = watch::channel(BTreeMap::new());
-    let task = run(client, events, mgr, connect_rx, traffic_rx, keys_tx);
+    let (applied_tx, applied_rx) = watch::channel(None);
+    let io = Io {
+        client,
+        keys: keys_tx,
+        applied: applied_rx,
+        apply_wait,
+        pending: FuturesUnordered::new(),
+        replies: FuturesUnordered::new(),
+    };
+    let task = run(events, mgr, connect_rx, traffic_rx, io);
     Ok((
         SessionDriver {
             tx: connect_tx,
             traffic: traffic_tx,
+            applied: Arc::new(applied_tx),
         },
         keys_rx,
         task,
     ))
 }
 
-async fn run<E: Entropy>(
+/// The driver's outputs.
+struct Io {
     client: Client,
+    keys: watch::Sender<BTreeMap<PeerId, PeerKeys>>,
+    applied: watch::Receiver<Applied>,
+    /// Longest hold of a message for its keys.
+    apply_wait: Duration,
+    /// Requests in flight.
+    pending: FuturesUnordered<Pending>,
+    /// Responses held until their receive keys are applied.
+    replies: FuturesUnordered<BoxFuture<'static, ()>>,
+}
+
+async fn run<E: Entropy>(
     mut events: mpsc::Receiver<OverlayEvent>,
     mut mgr: SessionManager<PeerId, E>,
     mut connect: mpsc::Receiver<PeerId>,
     mut traffic: mpsc::Receiver<Vec<(PeerId, u64, u64)>>,
-    keys: watch::Sender<BTreeMap<PeerId, PeerKeys>>,
+    mut io: Io,
 ) {
     let origin = Instant::now();
     let now = move || Instant::now().duration_since(origin);
-    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     loop {
         let wake = mgr
             .poll_timeout()
@@ -141,13 +235,26 @@ async fn run<E: Entropy>(
                 Some(OverlayEvent::SessionRequest { peer, msg, reply }) => {
                     match mgr.handle_request(now(), &peer, &msg) {
                         Ok(resp) => {
-                            // The core's actions (key installs) go first.
-                            apply(&mut mgr, &client, &keys, &mut pending);
-                            let _ = reply.send(resp);
+                            // The core's actions (key installs) go first;
+                            // the response waits for a new receive key to
+                            // reach the data plane.
+                            let fresh = io.apply(&mut mgr);
+                            match fresh.get(&peer) {
+                                Some(want) if !want.is_empty() => {
+                                    let wait = applied_wait(io.applied.clone(), peer, want.clone(), io.apply_wait);
+                                    io.replies.push(Box::pin(async move {
+                                        wait.await;
+                                        let _ = reply.send(resp);
+                                    }));
+                                }
+                                _ => {
+                                    let _ = reply.send(resp);
+                                }
+                            }
                         }
                         Err(e) => {
                             debug!(%peer, "session: request refused: {e}");
-                            apply(&mut mgr, &client, &keys, &mut pending);
+                            io.apply(&mut mgr);
                         }
                     }
                     continue;
@@ -165,7 +272,7 @@ async fn run<E: Entropy>(
                     let _ = mgr.on_traffic(now(), &peer, sent, received);
                 }
             }
-            Some((peer, res)) = pending.next(), if !pending.is_empty() => match res {
+            Some((peer, res)) = io.pending.next(), if !io.pending.is_empty() => match res {
                 Ok(resp) => {
                     if let Err(e) = mgr.handle_response(now(), &peer, &resp) {
                         debug!(%peer, "session: response refused: {e}");
@@ -173,42 +280,73 @@ async fn run<E: Entropy>(
                 }
                 Err(e) => debug!(%peer, "session: request failed: {e}"),
             },
+            Some(()) = io.replies.next(), if !io.replies.is_empty() => {}
             _ = tokio::time::sleep_until(wake) => {
                 if let Err(e) = mgr.handle_timeout(now()) {
                     warn!("session: timers: {e}");
                 }
             }
         }
-        apply(&mut mgr, &client, &keys, &mut pending);
+        io.apply(&mut mgr);
     }
 }
 
-fn apply<E: Entropy>(
-    mgr: &mut SessionManager<PeerId, E>,
-    client: &Client,
-    keys: &watch::Sender<BTreeMap<PeerId, PeerKeys>>,
-    pending: &mut FuturesUnordered<Pending>,
-) {
-    while let Some(a) = mgr.poll_action() {
-        match a {
-            Action::Send { peer, request } => {
-                let c = client.clone();
-                pending.push(Box::pin(async move {
-                    (peer, c.send_session(peer, request).await)
-                }));
+impl Io {
+    /// Carries out the core's actions in order. Returns, per peer, the
+    /// receive indices its installs added: a request sent after them waits
+    /// (bounded) until the data plane holds them, and so should the
+    /// caller's response.
+    fn apply<E: Entropy>(
+        &mut self,
+        mgr: &mut SessionManager<PeerId, E>,
+    ) -> BTreeMap<PeerId, Vec<u32>> {
+        let mut fresh: BTreeMap<PeerId, Vec<u32>> = BTreeMap::new();
+        while let Some(a) = mgr.poll_action() {
+            match a {
+                Action::Send { peer, request } => {
+                    let c = self.client.clone();
+                    let want = fresh.get(&peer).cloned().unwrap_or_default();
+                    let applied = self.applied.clone();
+                    let limit = self.apply_wait;
+                    self.pending.push(Box::pin(async move {
+                        if !want.is_empty() {
+                            applied_wait(applied, peer, want, limit).await;
+                        }
+                        (peer, c.send_session(peer, request).await)
+                    }));
+                }
+                Action::Install { peer, tx, rx } => {
+                    let added = new_indices(self.keys.borrow().get(&peer), &rx);
+                    let f = fresh.entry(peer).or_default();
+                    f.retain(|i| rx.iter().any(|r| r.local_index == *i));
+                    f.extend(
+                        added
+                            .into_iter()
+                            .filter(|i| !f.contains(i))
+                            .collect::<Vec<_>>(),
+                    );
+                    let set = PeerKeys { tx, rx };
+                    self.keys.send_modify(|m| {
+                        m.insert(peer, set);
+                    });
+                }
+                Action::Remove { peer } => {
+                    fresh.remove(&peer);
+                    self.keys.send_modify(|m| {
+                        m.remove(&peer);
+                    });
+                }
+                Action::Event { peer, event } => debug!(%peer, ?event, "session"),
             }
-            Action::Install { peer, tx, rx } => {
-                let set = PeerKeys { tx, rx };
-                keys.send_modify(|m| {
-                    m.insert(peer, set);
-                });
-            }
-            Action::Remove { peer } => {
-                keys.send_modify(|m| {
-                    m.remove(&peer);
-                });
-            }
-            Action::Event { peer, event } => debug!(%peer, ?event, "session"),
         }
+        fresh
     }
+}
+
+/// The receive indices in `rx` that `before` lacks.
+fn new_indices(before: Option<&PeerKeys>, rx: &[RxKey]) -> Vec<u32> {
+    rx.iter()
+        .map(|r| r.local_index)
+        .filter(|i| before.is_none_or(|b| !b.rx.iter().any(|r| r.local_index == *i)))
+        .collect()
 }

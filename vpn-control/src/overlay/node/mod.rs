@@ -103,12 +103,16 @@ pub struct NodeConfig {
     /// Address claims start when the first member is verified, or after
     /// this long (a lone node).
     pub join_grace: Duration,
+    /// Longest hold of a handshake message until the daemon reports
+    /// ([`GroupOverlay::applied`]) the receive key installed before it in
+    /// the data plane; then it is sent anyway.
+    pub apply_wait: Duration,
 }
 
 impl NodeConfig {
     /// Defaults: WireGuard's session timers, the allocator's default lease
     /// (600 s, renewed at 300 s), 5 s connect timeout, 10 s address
-    /// refresh, 2 s release wait, 3 s join grace.
+    /// refresh, 2 s release wait, 3 s join grace, 1 s apply wait.
     pub fn new(overlay: OverlayConfig, data_port: u16) -> Self {
         Self {
             overlay,
@@ -120,6 +124,7 @@ impl NodeConfig {
             address_refresh: Duration::from_secs(10),
             release_timeout: Duration::from_secs(2),
             join_grace: Duration::from_secs(3),
+            apply_wait: session_driver::APPLY_WAIT,
         }
     }
 }
@@ -184,12 +189,13 @@ pub fn start(
     let (client, mut event_loop, events) = super::new(overlay)?;
     event_loop.set_data_plane(cfg.data_port, cfg.data_ips);
     let (to_sessions, session_events) = mpsc::channel(capacity);
-    let (sessions, keys, session_task) = session_driver::start(
+    let (sessions, keys, session_task) = session_driver::start_with_apply_wait(
         client.clone(),
         session_events,
         &own_cert,
         cfg.session,
         SystemEntropy::new(),
+        cfg.apply_wait,
     )
     .map_err(|e| OverlayError::Setup(e.to_string()))?;
     let (commands, command_rx) = mpsc::channel(16);
@@ -326,6 +332,16 @@ impl GroupOverlay for OverlayNode {
 
     fn report_traffic(&self, traffic: Vec<(PeerId, u64, u64)>) {
         self.sessions.report_traffic(traffic);
+    }
+
+    fn applied(&self, view: &GroupView) {
+        // Releases the handshake messages held for their receive keys.
+        self.sessions.applied(
+            view.peers
+                .iter()
+                .map(|(peer, p)| (*peer, p.keys.clone()))
+                .collect(),
+        );
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
