@@ -21,7 +21,8 @@ pub(crate) fn render(reports: &[PathReport], hosts: usize, profile: &str) -> Str
         let _ = writeln!(s, "{} path: {}", r.path.as_str(), r.credentials);
         let _ = writeln!(
             s,
-            "  automatic certificate renewal / CRL refresh running in {} of {hosts} daemons.",
+            "  automatic renewal: {} of {hosts} daemons checked their certificate and fetched \
+             the CRL from the group server.",
             r.renewing
         );
     }
