@@ -25,8 +25,10 @@ enum Cmd {
     /// Build everything and run the whole test suite (root for the
     /// namespace and eBPF tests). Extra arguments go to the test runner.
     Test(test::TestArgs),
-    /// Three hosts in network namespaces: traffic over the kernel path,
-    /// then over the userspace twin, and a short report (needs root).
+    /// Three hosts in network namespaces enrolled through a running
+    /// `vpn-server`, joined by the overlay from their certificates: traffic
+    /// over the kernel path, then over the userspace twin, and a short
+    /// report (needs root).
     Demo(demo::DemoArgs),
     /// Benchmark suites; results in docs/bench/ (or --out).
     Bench(bench::BenchArgs),
