@@ -247,9 +247,12 @@ async fn ten_members_join_and_resolve_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "50 members: CPU-bound in the dev profile on 2 cores; run with --release -- --ignored"]
+// CPU-bound: ~90 s in the dev profile on an idle 2-core VM (the crypto and
+// X.509 crates are optimised there, see the root Cargo.toml); nextest runs
+// it alone (.config/nextest.toml). The budget is generous on purpose: this
+// checks that every member ends up resolving every other, not how fast.
 async fn fifty_members_join_and_resolve_each_other() {
-    run_group(50, 2, Duration::from_secs(120)).await;
+    run_group(50, 2, Duration::from_secs(300)).await;
 }
 
 /// A node that presents a member's certificate with its own key (PeerId
