@@ -29,11 +29,11 @@ use crate::util::{cargo, describe, is_root, output_ok, run_ok, target_dir, works
 pub const BORINGTUN_VERSION: &str = "0.7.1";
 
 /// Every suite, in the order `cargo xtask bench` runs them.
-pub const SUITES: &[&str] = &["dataplane", "relay-sim", "server"];
+pub const SUITES: &[&str] = &["dataplane", "relay-sim", "overlay", "server"];
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Run only this suite (one of: dataplane, relay-sim, server).
+    /// Run only this suite (one of: dataplane, relay-sim, overlay, server).
     #[arg(long)]
     suite: Option<String>,
     /// Output folder (default: docs/bench/ in the workspace).
