@@ -36,6 +36,8 @@ mod public_node;
 pub mod record;
 pub mod resolve;
 pub mod session_driver;
+#[cfg(test)]
+mod test_fixtures;
 pub mod view;
 mod virtual_ranges;
 

@@ -90,53 +90,13 @@ impl ResolveCache {
 #[cfg(test)]
 mod tests {
     use vpn_core::addr::Claim;
-    use vpn_pki::{
-        AddressAssignment, CaParams, CertProfile, GroupCa, NodeIdentity, RevocationReason,
-        RevokedEntry, Role,
-    };
+    use vpn_pki::{AddressAssignment, GroupCa, NodeIdentity, RevocationReason, RevokedEntry};
 
     use super::*;
     use crate::overlay::claims::{check_entry, sign_entry};
     use crate::overlay::ids::{from_pki_peer, keypair_of};
     use crate::overlay::membership::MemberTable;
-
-    const DAY: Duration = Duration::from_secs(86_400);
-
-    fn t0() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_767_225_600)
-    }
-
-    fn ca() -> GroupCa {
-        GroupCa::init(
-            &CaParams {
-                group: "lab".into(),
-                ranges: vec!["10.77.0.0/24".parse().unwrap()],
-                validity: 365 * DAY,
-            },
-            t0(),
-        )
-        .unwrap()
-    }
-
-    fn a(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn issue(ca: &GroupCa, id: &NodeIdentity, addr: IpAddr, validity: Duration) -> Vec<u8> {
-        ca.issue(
-            &id.public_key(),
-            &CertProfile {
-                name: "n1".into(),
-                address: AddressAssignment::Fixed(vec![addr]),
-                roles: vec![Role::Member],
-                validity,
-            },
-            t0(),
-        )
-        .unwrap()
-        .der()
-        .to_vec()
-    }
+    use crate::overlay::test_fixtures::{a, ca, issue, t0, DAY};
 
     fn table(ca: &GroupCa) -> MemberTable {
         MemberTable::new("lab".into(), ca.certificate().clone(), None)
@@ -146,7 +106,7 @@ mod tests {
         let ca = ca();
         let id = NodeIdentity::generate();
         let addr = a("10.77.0.5");
-        let cert = issue(&ca, &id, addr, 30 * DAY);
+        let cert = issue(&ca, &id, AddressAssignment::Fixed(vec![addr]), 30 * DAY);
         let start = t0().duration_since(UNIX_EPOCH).unwrap();
         let c = Claim {
             group: "lab".into(),
@@ -204,7 +164,12 @@ mod tests {
         let ca = ca();
         let id = NodeIdentity::generate();
         let peer = from_pki_peer(&id.peer_id());
-        let cert = issue(&ca, &id, a("10.77.0.5"), DAY);
+        let cert = issue(
+            &ca,
+            &id,
+            AddressAssignment::Fixed(vec![a("10.77.0.5")]),
+            DAY,
+        );
         let mut t = table(&ca);
         // Stolen: presented on another peer's connection.
         let thief = from_pki_peer(&NodeIdentity::generate().peer_id());

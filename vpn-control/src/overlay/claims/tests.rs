@@ -1,52 +1,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use vpn_pki::{CaParams, CertProfile, GroupCa, NodeIdentity, Role};
+use vpn_pki::{GroupCa, NodeIdentity};
 
 use super::*;
 use crate::overlay::ids::{from_pki_peer, keypair_of};
-
-const DAY: Duration = Duration::from_secs(86_400);
-
-fn t0() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_767_225_600)
-}
-
-fn ca() -> GroupCa {
-    GroupCa::init(
-        &CaParams {
-            group: "lab".into(),
-            ranges: vec!["10.77.0.0/24".parse().unwrap()],
-            validity: 365 * DAY,
-        },
-        t0(),
-    )
-    .unwrap()
-}
-
-fn a(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn issue(
-    ca: &GroupCa,
-    id: &NodeIdentity,
-    address: AddressAssignment,
-    validity: Duration,
-) -> Vec<u8> {
-    ca.issue(
-        &id.public_key(),
-        &CertProfile {
-            name: "n1".into(),
-            address,
-            roles: vec![Role::Member],
-            validity,
-        },
-        t0(),
-    )
-    .unwrap()
-    .der()
-    .to_vec()
-}
+use crate::overlay::test_fixtures::{a, ca, issue, t0, DAY};
 
 fn claim(id: &NodeIdentity, addr: IpAddr, fixed: bool, since: SystemTime, seq: u64) -> Claim {
     let s = since.duration_since(UNIX_EPOCH).unwrap();
