@@ -13,7 +13,7 @@ use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, Ser
 use x509_parser::prelude::FromDer as _;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use crate::ca::{CaCertificate, GroupCa};
+use crate::ca::{CaCertificate, GroupCa, BACKDATE};
 use crate::files::{self, PEM_CRL};
 use crate::time::{from_asn1, from_unix, to_offset, truncate, unix_secs};
 use crate::x509::{self as xh, Serial};
@@ -183,6 +183,11 @@ impl Crl {
 
     /// Checks that `ca` issued and signed this CRL and that it is current at
     /// `now` (thisUpdate passed, nextUpdate not passed).
+    ///
+    /// A thisUpdate up to [`BACKDATE`] ahead of `now` is accepted: an issuer
+    /// whose clock runs a little fast (or a CRL signed a moment after the
+    /// verifier read its clock) must not make a fresh CRL unusable.
+    /// Certificates get the same tolerance by being backdated at issue.
     pub fn verify(&self, ca: &CaCertificate, now: SystemTime) -> Result<(), PkiError> {
         if !ca.is_named_issuer(&self.issuer_raw, self.authority_key_id.as_deref()) {
             return Err(PkiError::CrlWrongCa {
@@ -193,7 +198,7 @@ impl Crl {
         if !xh::ed25519_verify(ca.public_key(), &self.tbs, &self.signature) {
             return Err(PkiError::CrlBadSignature);
         }
-        if now < self.this_update {
+        if now + BACKDATE < self.this_update {
             return Err(PkiError::CrlNotYetValid {
                 this_update: self.this_update,
                 now,

@@ -268,6 +268,23 @@ fn refuses_stale_and_future_crl() {
 }
 
 #[test]
+fn crl_from_a_slightly_fast_issuer_clock_is_accepted() {
+    // The issuer's clock may run ahead of the verifier's by up to BACKDATE
+    // (a CRL signed a moment after the verifier read its clock is the
+    // everyday case); one second further it is refused.
+    let f = fixture();
+    let issued = t0() + DAY;
+    let crl = f.ca.sign_crl(&[], 4, issued, 7 * DAY).unwrap();
+    let at = |now| crl.verify(f.ca.certificate(), now);
+    at(issued - Duration::from_millis(1)).unwrap();
+    at(issued - vpn_pki::BACKDATE).unwrap();
+    assert!(matches!(
+        at(issued - vpn_pki::BACKDATE - Duration::from_secs(1)),
+        Err(PkiError::CrlNotYetValid { .. })
+    ));
+}
+
+#[test]
 fn distinct_messages() {
     // Each refusal prints something different and informative.
     let f = fixture();
