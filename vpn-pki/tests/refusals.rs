@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use vpn_pki::{verify_member, Crl, GroupCa, MemberCert, PkiError, RevocationReason, RevokedEntry};
 
