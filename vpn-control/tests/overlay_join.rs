@@ -315,6 +315,7 @@ async fn stolen_certificate_is_kept_out() {
                     MembershipRequest {
                         cert: stolen.clone(),
                         data: Default::default(),
+                        crl: None,
                     },
                 );
                 bh.session

@@ -321,6 +321,106 @@ async fn crl_update_is_broadcast_to_the_group() {
         .contains(&revoked));
 }
 
+/// A member that starts after a revocation was broadcast learns the CRL in
+/// its first membership exchange with a member that has it, and keeps the
+/// revoked member out (or expels it, if that one got in first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_learns_the_crl_in_the_membership_exchange() {
+    let base = port_base(7);
+    let mut tasks = Tasks::default();
+    let boot = bootstrap(&mut tasks, base);
+    let ca = ca();
+    let ids: Vec<NodeIdentity> = (0..3).map(|_| NodeIdentity::generate()).collect();
+    let certs: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| {
+            let a = ip(&format!("10.77.0.{}", 20 + i));
+            cert(
+                &ca,
+                &ids[usize::from(i)],
+                &format!("m{i}"),
+                AddressAssignment::Fixed(vec![a]),
+            )
+        })
+        .collect();
+    let config = |i: usize| {
+        let n = u16::try_from(i).unwrap();
+        node_config(
+            &ca,
+            &ids[i],
+            certs[i].clone(),
+            base + 1 + i as u64,
+            &boot,
+            51840 + n,
+            ip(&format!("127.0.0.{}", 1 + n)),
+        )
+    };
+    let a = start(&mut tasks, config(0));
+    let revoked = start(&mut tasks, config(1));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_until(
+        deadline,
+        "a and the soon revoked member to verify each other",
+        || async {
+            a.stats().await.unwrap().members == 1 && revoked.stats().await.unwrap().members == 1
+        },
+    )
+    .await;
+    let serial = vpn_pki::MemberCert::from_der(&certs[1])
+        .unwrap()
+        .info()
+        .serial
+        .clone();
+    let now = std::time::SystemTime::now();
+    let crl = ca
+        .sign_crl(
+            &[vpn_pki::RevokedEntry {
+                serial,
+                revoked_at: now,
+                reason: vpn_pki::RevocationReason::KeyCompromise,
+            }],
+            1,
+            now,
+            DAY,
+        )
+        .unwrap();
+    a.set_crl(crl).await.unwrap();
+    wait_until(deadline, "a to expel the revoked member", || async {
+        a.stats().await.unwrap().members == 0
+    })
+    .await;
+
+    // The late joiner starts with no CRL at all.
+    let late = start(&mut tasks, config(2));
+    let late_client = late.client();
+    wait_until(
+        deadline,
+        "the late joiner to learn the CRL and verify a",
+        || async {
+            let st = late.stats().await.unwrap();
+            let members = late_client.members().await.unwrap();
+            st.crls_learned == 1 && members == vec![a.peer_id()]
+        },
+    )
+    .await;
+    // The revoked member keeps trying (its discovery finds the late
+    // joiner): it is refused, or expelled when the CRL arrived after it.
+    wait_until(deadline, "the revoked member to be kept out", || async {
+        let st = late.stats().await.unwrap();
+        st.membership_refused + st.members_expelled >= 1
+    })
+    .await;
+    assert!(!late_client
+        .members()
+        .await
+        .unwrap()
+        .contains(&revoked.peer_id()));
+    assert_eq!(
+        late.stats().await.unwrap().crls_received,
+        0,
+        "not from gossip"
+    );
+}
+
 /// Two verified members that have no session yet; `a` holds handshake
 /// messages at most `apply_wait` for its keys to be applied.
 async fn verified_pair(

@@ -136,6 +136,8 @@ pub fn overlay_counters(s: &crate::overlay::OverlayStats) -> BTreeMap<String, u6
         records_content,
         members_expelled,
         events_dropped,
+        crls_received,
+        crls_learned,
         ..
     } = s.clone();
     [
@@ -149,6 +151,8 @@ pub fn overlay_counters(s: &crate::overlay::OverlayStats) -> BTreeMap<String, u6
         ("records_content", records_content),
         ("members_expelled", members_expelled),
         ("events_dropped", events_dropped),
+        ("crls_received", crls_received),
+        ("crls_learned", crls_learned),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

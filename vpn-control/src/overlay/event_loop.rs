@@ -219,13 +219,15 @@ impl EventLoop {
         let peers: Vec<PeerId> = self.members.members().map(|(p, _)| *p).collect();
         for peer in peers {
             self.membership_pending.insert(peer);
-            self.swarm.behaviour_mut().membership.send_request(
-                &peer,
-                MembershipRequest {
-                    cert: self.own_cert.clone(),
-                    data: data.clone(),
-                },
-            );
+            let request = MembershipRequest {
+                cert: self.own_cert.clone(),
+                data: data.clone(),
+                crl: self.own_crl(),
+            };
+            self.swarm
+                .behaviour_mut()
+                .membership
+                .send_request(&peer, request);
         }
     }
 
@@ -317,14 +319,15 @@ impl EventLoop {
             return;
         }
         self.membership_pending.insert(peer);
-        let data = self.own_data();
-        self.swarm.behaviour_mut().membership.send_request(
-            &peer,
-            MembershipRequest {
-                cert: self.own_cert.clone(),
-                data,
-            },
-        );
+        let request = MembershipRequest {
+            cert: self.own_cert.clone(),
+            data: self.own_data(),
+            crl: self.own_crl(),
+        };
+        self.swarm
+            .behaviour_mut()
+            .membership
+            .send_request(&peer, request);
     }
 
     // ---- the gate ------------------------------------------------------------

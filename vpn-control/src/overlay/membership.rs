@@ -41,6 +41,10 @@ pub struct MembershipRequest {
     /// The sender's data-plane information.
     #[serde(default)]
     pub data: DataInfo,
+    /// The sender's current CRL (DER), if it has one: a member that joins
+    /// (or comes back) after a revocation was broadcast learns it here.
+    #[serde(default)]
+    pub crl: Option<Vec<u8>>,
 }
 
 /// `membership` response.
@@ -53,6 +57,9 @@ pub enum MembershipResponse {
         /// The responder's data-plane information.
         #[serde(default)]
         data: DataInfo,
+        /// The responder's current CRL (DER), if it has one.
+        #[serde(default)]
+        crl: Option<Vec<u8>>,
     },
     /// The requester's certificate was refused.
     Refused {
@@ -98,6 +105,11 @@ impl MemberTable {
     /// The group CA.
     pub fn ca(&self) -> &CaCertificate {
         &self.ca
+    }
+
+    /// The current CRL, if any.
+    pub fn crl(&self) -> Option<&Crl> {
+        self.crl.as_ref()
     }
 
     /// Whether `addr` is a host address of one of the group's ranges.

@@ -248,6 +248,8 @@ pub struct OverlayStats {
     pub members: u64,
     /// Newer CRLs received on the group topic and installed.
     pub crls_received: u64,
+    /// Newer CRLs learned in a membership exchange and installed.
+    pub crls_learned: u64,
 }
 
 impl OverlayStats {

@@ -40,6 +40,36 @@ impl EventLoop {
         Ok(())
     }
 
+    /// The current CRL to hand to a peer in a membership exchange.
+    pub(super) fn own_crl(&self) -> Option<Vec<u8>> {
+        self.members.crl().map(|c| c.der().to_vec())
+    }
+
+    /// A CRL a peer sent in the membership exchange (any peer: it counts
+    /// only if the group CA signed it and it is newer than ours). It is not
+    /// published on the topic: the sender already has it, and so has every
+    /// member that was connected when it was issued.
+    pub(super) fn learn_crl(&mut self, from: PeerId, der: Option<&[u8]>) {
+        let Some(der) = der else { return };
+        let crl = match Crl::from_der(der) {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(peer = %from, "overlay: malformed CRL in a membership exchange: {e}");
+                return;
+            }
+        };
+        if self.members.crl().is_some_and(|cur| !crl.supersedes(cur)) {
+            return;
+        }
+        match self.install_crl(crl, false) {
+            Ok(()) => {
+                info!(peer = %from, "overlay: newer CRL learned from a peer");
+                self.stats.crls_learned += 1;
+            }
+            Err(e) => debug!(peer = %from, "overlay: CRL from a peer refused: {e}"),
+        }
+    }
+
     pub(super) fn on_group_message(
         &mut self,
         propagation_source: PeerId,

@@ -28,12 +28,15 @@ impl EventLoop {
                     },
                 ..
             } => {
+                // A newer CRL first: it may revoke the requester itself.
+                self.learn_crl(peer, request.crl.as_deref());
                 let resp = match self.admit(peer, &request.cert) {
                     Ok(()) => {
                         self.emit_member_data(peer, request.data);
                         MembershipResponse::Accepted {
                             cert: self.own_cert.clone(),
                             data: self.own_data(),
+                            crl: self.own_crl(),
                         }
                     }
                     Err(reason) => MembershipResponse::Refused { reason },
@@ -51,7 +54,8 @@ impl EventLoop {
             } => {
                 self.membership_pending.remove(&peer);
                 match response {
-                    MembershipResponse::Accepted { cert, data } => {
+                    MembershipResponse::Accepted { cert, data, crl } => {
+                        self.learn_crl(peer, crl.as_deref());
                         if self.admit(peer, &cert).is_ok() {
                             self.emit_member_data(peer, data);
                         }
