@@ -97,10 +97,17 @@ fn classify(old: u64, tag: u32) -> Slot {
     if old_tag == tag {
         return Slot::Same;
     }
-    // A slot holding a block a few slots ahead of ours means our counter has
-    // already slid out of the window; anything else is a stale older block.
-    let ahead = old_tag.wrapping_sub(tag);
-    if ahead < REPLAY_SLOTS as u32 * 2 {
+    // A slot holding a later block than ours (by any amount) means our
+    // counter has already slid out of the window: another CPU accepted a
+    // counter at least `REPLAY_SLOTS - 1` blocks ahead, possibly after we
+    // read the high-water mark, and possibly several times over while we
+    // were preempted. Only an earlier block is stale and may be replaced;
+    // the slot can then never have held our block (a slot only ever moves
+    // to later blocks), so our counter is fresh. Tags are the low 32 bits of
+    // the block number, compared as a signed distance: exact while the
+    // blocks involved are less than 2^31 blocks (2^36 counters) apart,
+    // which a sender counting packets one by one never reaches.
+    if (old_tag.wrapping_sub(tag) as i32) > 0 {
         Slot::Newer
     } else {
         Slot::Stale
@@ -293,6 +300,31 @@ mod tests {
                 seen.insert(c);
                 highest = Some(highest.map_or(c, |h| h.max(c)));
             }
+        }
+    }
+
+    #[test]
+    fn a_stalled_receiver_never_accepts_a_replay() {
+        // Receiver C read the high-water mark, then was preempted while
+        // other CPUs accepted counters two and three slot-cycles ahead
+        // (overwriting C's slot each time) and had not yet published the
+        // new high-water mark. C's counter was accepted long ago: when C
+        // resumes, the slot must read as "newer", never as stale.
+        let cycle = REPLAY_SLOTS as u64 * SLOT_BITS;
+        for k in 1..=5u64 {
+            let mut w = ReplayWindow::new();
+            let c = 10_000u64;
+            assert_eq!(accept(&mut w, c), Ok(()));
+            let stalled_next = w.next;
+            for j in 1..=k {
+                // SAFETY: exclusive access to a valid window.
+                assert_eq!(unsafe { check_and_set(&mut w, c + j * cycle) }, Ok(()));
+            }
+            // What C saw before it stalled.
+            w.next = stalled_next;
+            // SAFETY: as above.
+            let got = unsafe { check_and_set(&mut w, c) };
+            assert_eq!(got, Err(ReplayError::TooOld), "{k} cycles ahead");
         }
     }
 
