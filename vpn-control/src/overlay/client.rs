@@ -25,6 +25,7 @@ pub(crate) enum Command {
         oneshot::Sender<Result<Vec<u8>, OverlayError>>,
     ),
     SetCrl(Crl, oneshot::Sender<Result<(), OverlayError>>),
+    Reach(PeerId, oneshot::Sender<bool>),
     Announce(Vec<IpAddr>),
     GetClaims(
         IpAddr,
@@ -62,6 +63,14 @@ impl Client {
     /// This node's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Whether `peer` is a verified member; if not, starts reaching it: the
+    /// certificate exchange on an open connection, else a private-DHT
+    /// lookup of its PeerId (which connects to it, and the exchange
+    /// follows) and a dial. Call again to learn the outcome.
+    pub async fn reach(&self, peer: PeerId) -> Result<bool, OverlayError> {
+        self.ask(|tx| Command::Reach(peer, tx)).await
     }
 
     /// The addresses the node listens on.

@@ -38,6 +38,13 @@ mod requests;
 /// large group.
 pub const MAX_NEW_PROVIDERS_PER_ROUND: usize = 64;
 
+/// A chosen neighbour that is not a connected, verified member this long
+/// after it was chosen is given up (it frees its place in the budget).
+const NEIGHBOUR_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Shortest pause between two private-DHT lookups that reach one peer.
+const REACH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 type SessionAnswer = std::pin::Pin<
     Box<
         dyn std::future::Future<Output = (ResponseChannel<SessionResponse>, Option<Vec<u8>>)>
@@ -82,6 +89,17 @@ pub struct EventLoop {
     providers_query: Option<QueryId>,
     /// New providers taken up in the current discovery round.
     round_providers: HashSet<PeerId>,
+    /// How many the current round may take (room left in the budget).
+    round_budget: usize,
+    /// Target number of chosen neighbours ([`OverlayConfig::neighbours`]).
+    neighbour_target: usize,
+    /// Neighbours this node chose from the provider records, and when.
+    chosen: HashMap<PeerId, Instant>,
+    /// Members that chose this node as a neighbour.
+    chosen_by: HashSet<PeerId>,
+    /// Peers being reached for [`Command::Reach`], and when the last lookup
+    /// started.
+    reaching: HashMap<PeerId, Instant>,
     found_new: bool,
     discovery_delay: std::time::Duration,
     published_at: Option<(Instant, usize)>,
@@ -162,6 +180,11 @@ impl EventLoop {
             providing: false,
             providers_query: None,
             round_providers: HashSet::new(),
+            round_budget: 0,
+            neighbour_target: config.neighbours.max(1),
+            chosen: HashMap::new(),
+            chosen_by: HashSet::new(),
+            reaching: HashMap::new(),
             found_new: false,
             published_at: None,
             stats: OverlayStats::default(),
@@ -211,23 +234,19 @@ impl EventLoop {
         });
     }
 
-    /// Sends this node's current data to every verified member (after its
-    /// addresses changed).
+    /// Sends this node's current data to every connected verified member
+    /// (after its addresses changed); the others get it in the certificate
+    /// exchange when they connect again.
     fn announce(&mut self, addresses: Vec<IpAddr>) {
         self.data.addresses = addresses;
-        let data = self.own_data();
-        let peers: Vec<PeerId> = self.members.members().map(|(p, _)| *p).collect();
+        let peers: Vec<PeerId> = self
+            .members
+            .members()
+            .map(|(p, _)| *p)
+            .filter(|p| self.swarm.is_connected(p))
+            .collect();
         for peer in peers {
-            self.membership_pending.insert(peer);
-            let request = MembershipRequest {
-                cert: self.own_cert.clone(),
-                data: data.clone(),
-                crl: self.own_crl(),
-            };
-            self.swarm
-                .behaviour_mut()
-                .membership
-                .send_request(&peer, request);
+            self.send_membership(peer);
         }
     }
 
@@ -276,9 +295,12 @@ impl EventLoop {
     /// it.
     fn discover(&mut self) {
         self.publish_own_records();
+        self.prune_neighbours();
         if self.providers_query.is_some() {
             return;
         }
+        let room = self.neighbour_target.saturating_sub(self.chosen.len());
+        self.round_budget = room.min(MAX_NEW_PROVIDERS_PER_ROUND);
         let b = self.swarm.behaviour_mut();
         if b.public_kad.kbuckets().all(|k| k.num_entries() == 0) {
             return;
@@ -288,13 +310,100 @@ impl EventLoop {
                 warn!("overlay: start_providing: {e}");
             }
         }
-        self.providers_query = Some(b.public_kad.get_providers(self.provider_key.clone()));
+        if self.round_budget > 0 {
+            self.providers_query = Some(b.public_kad.get_providers(self.provider_key.clone()));
+        }
         self.round_providers.clear();
         self.discovery_delay = if std::mem::take(&mut self.found_new) || !self.providing {
             self.timers.discovery
         } else {
             (self.discovery_delay * 2).min(self.timers.discovery_max)
         };
+    }
+
+    /// Gives up chosen neighbours that did not become connected, verified
+    /// members within [`NEIGHBOUR_SETTLE`], and forgets old reach lookups.
+    fn prune_neighbours(&mut self) {
+        let stale: Vec<PeerId> = self
+            .chosen
+            .iter()
+            .filter(|(p, t)| {
+                t.elapsed() > NEIGHBOUR_SETTLE
+                    && !(self.members.is_member(p) && self.swarm.is_connected(p))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            self.drop_neighbour(&p);
+        }
+        self.reaching.retain(|_, t| t.elapsed() < NEIGHBOUR_SETTLE);
+    }
+
+    /// `peer` is no longer a neighbour (either way).
+    fn drop_neighbour(&mut self, peer: &PeerId) {
+        let was = self.chosen.remove(peer).is_some() | self.chosen_by.remove(peer);
+        if was {
+            self.swarm
+                .behaviour_mut()
+                .private_kad
+                .keep_alive(*peer, false);
+        }
+    }
+
+    /// Keeps the connections to a verified neighbour open while idle.
+    fn keep_neighbour(&mut self, peer: PeerId) {
+        if self.members.is_member(&peer)
+            && (self.chosen.contains_key(&peer) || self.chosen_by.contains(&peer))
+        {
+            self.swarm
+                .behaviour_mut()
+                .private_kad
+                .keep_alive(peer, true);
+        }
+    }
+
+    /// Verified members with an open connection.
+    fn connected_members(&self) -> usize {
+        self.members
+            .members()
+            .filter(|(p, _)| self.swarm.is_connected(p))
+            .count()
+    }
+
+    /// [`Command::Reach`]: whether `peer` is a verified member; otherwise
+    /// start the certificate exchange (connected) or a private-DHT lookup
+    /// of its PeerId plus a dial (not connected).
+    fn reach(&mut self, peer: PeerId) -> bool {
+        if self.members.is_member(&peer) {
+            return true;
+        }
+        if peer == *self.swarm.local_peer_id() || self.in_backoff(&peer) {
+            return false;
+        }
+        if self.swarm.is_connected(&peer) {
+            self.introduce(peer);
+            return false;
+        }
+        if self
+            .reaching
+            .get(&peer)
+            .is_some_and(|t| t.elapsed() < REACH_INTERVAL)
+        {
+            return false;
+        }
+        self.reaching.insert(peer, Instant::now());
+        debug!(%peer, "overlay: reaching a member through the private DHT");
+        // The lookup contacts the peer itself (it is the closest to its own
+        // id): that connection brings identify, then the exchange.
+        self.swarm
+            .behaviour_mut()
+            .private_kad
+            .inner()
+            .get_closest_peers(peer);
+        if let Err(e) = self.swarm.dial(peer) {
+            debug!(%peer, "overlay: dialing a member to reach: {e}");
+        }
+        false
     }
 
     fn in_backoff(&mut self, peer: &PeerId) -> bool {
@@ -308,21 +417,30 @@ impl EventLoop {
         }
     }
 
-    /// Starts the certificate exchange with `peer` unless it is verified,
-    /// under way, or backing off after a refusal.
+    /// Starts the certificate exchange with `peer` unless it has accepted
+    /// ours on its current connections (gate released), an exchange is
+    /// under way, or it is backing off after a refusal. A member that
+    /// introduced itself first still gets our request: its `Accepted`
+    /// answer is what releases our private requests to it.
     fn introduce(&mut self, peer: PeerId) {
         if peer == *self.swarm.local_peer_id()
-            || self.members.is_member(&peer)
+            || self.swarm.behaviour_mut().private_kad.is_released(&peer)
             || self.membership_pending.contains(&peer)
             || self.in_backoff(&peer)
         {
             return;
         }
+        self.send_membership(peer);
+    }
+
+    /// Sends our certificate, data, CRL and neighbour flag to `peer`.
+    fn send_membership(&mut self, peer: PeerId) {
         self.membership_pending.insert(peer);
         let request = MembershipRequest {
             cert: self.own_cert.clone(),
             data: self.own_data(),
             crl: self.own_crl(),
+            neighbour: self.chosen.contains_key(&peer),
         };
         self.swarm
             .behaviour_mut()
@@ -342,6 +460,7 @@ impl EventLoop {
                 for a in self.peer_addrs.get(&peer).into_iter().flatten() {
                     b.private_kad.inner().add_address(&peer, a.clone());
                 }
+                self.keep_neighbour(peer);
                 if new {
                     debug!(%peer, "overlay: member verified");
                     self.emit(OverlayEvent::MemberJoined {
@@ -354,6 +473,7 @@ impl EventLoop {
             Err(e) => {
                 self.stats.membership_refused += 1;
                 self.backoff.insert(peer, Instant::now());
+                self.drop_neighbour(&peer);
                 warn!(%peer, reason = %e, "overlay: certificate refused; peer gets nothing private");
                 Err(e.to_string())
             }
@@ -362,6 +482,7 @@ impl EventLoop {
 
     fn expel(&mut self, peer: PeerId, reason: String) {
         self.members.remove(&peer);
+        self.drop_neighbour(&peer);
         let b = self.swarm.behaviour_mut();
         b.private_kad.expel(&peer);
         b.private_kad.inner().remove_peer(&peer);
@@ -419,10 +540,17 @@ impl EventLoop {
                 }
                 if num_established == 0 {
                     self.conn_ips.remove(&peer_id);
+                    self.drop_neighbour(&peer_id);
                     if self.members.is_member(&peer_id) {
                         self.emit(OverlayEvent::Disconnected(peer_id));
                     }
                 }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                ..
+            } if !self.swarm.is_connected(&peer) => {
+                self.chosen.remove(&peer);
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
             _ => {}
@@ -453,6 +581,8 @@ impl EventLoop {
                 self.peer_addrs.insert(peer_id, info.listen_addrs);
                 if info.protocols.contains(&self.membership_protocol) {
                     self.introduce(peer_id);
+                } else {
+                    self.chosen.remove(&peer_id);
                 }
             }
             MemberBehaviourEvent::PublicKad(ev) => self.on_public_kad(ev),
@@ -484,7 +614,7 @@ impl EventLoop {
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
                 for p in providers {
                     if p == *self.swarm.local_peer_id()
-                        || self.members.is_member(&p)
+                        || self.chosen.contains_key(&p)
                         || self.bootstrap_peers.contains(&p)
                         || self.round_providers.contains(&p)
                     {
@@ -493,16 +623,27 @@ impl EventLoop {
                     if self.in_backoff(&p) {
                         continue;
                     }
-                    if self.round_providers.len() >= MAX_NEW_PROVIDERS_PER_ROUND {
-                        // Enough work for this round: the next round (soon,
-                        // since this one found news) fetches the rest.
+                    if self.round_providers.len() >= self.round_budget {
+                        // Enough for this round (the neighbour budget, or
+                        // the burst bound): a later round fills what is
+                        // still missing.
                         if let Some(mut q) = self.swarm.behaviour_mut().public_kad.query_mut(&id) {
                             q.finish();
                         }
                         break;
                     }
                     self.round_providers.insert(p);
+                    self.chosen.insert(p, Instant::now());
                     self.found_new = true;
+                    if self.members.is_member(&p) && self.swarm.is_connected(&p) {
+                        // Already verified (it reached us first): a
+                        // neighbour from now on; tell it so.
+                        self.keep_neighbour(p);
+                        if !self.membership_pending.contains(&p) {
+                            self.send_membership(p);
+                        }
+                        continue;
+                    }
                     if self.swarm.is_connected(&p) {
                         self.introduce(p);
                     } else {
@@ -544,6 +685,13 @@ impl EventLoop {
             Command::Stats(tx) => {
                 let mut st = self.stats.clone();
                 st.members = self.members.len() as u64;
+                st.connected_members = self.connected_members() as u64;
+                st.neighbours = self
+                    .chosen
+                    .keys()
+                    .chain(self.chosen_by.iter())
+                    .collect::<HashSet<_>>()
+                    .len() as u64;
                 let _ = tx.send(st);
             }
             Command::SendSession(peer, msg, tx) => {
@@ -560,6 +708,9 @@ impl EventLoop {
             }
             Command::SetCrl(crl, tx) => {
                 let _ = tx.send(self.install_crl(crl, true));
+            }
+            Command::Reach(peer, tx) => {
+                let _ = tx.send(self.reach(peer));
             }
             Command::Announce(addresses) => self.announce(addresses),
             Command::GetClaims(addr, tx) => self.get_claims(addr, tx),

@@ -12,6 +12,23 @@
 //! notices the changed local protocols, identify pushes them, and the
 //! remote's Kademlia then confirms the protocol. [`MembersOnly::expel`]
 //! closes the gate again (revocation, expiry).
+//!
+//! Outbound private Kademlia requests wait as well: a connection handler
+//! holds the inner handler's requests for new streams until the gate is
+//! [released](MembersOnly::release) for the peer, which the event loop does
+//! once the peer has accepted *our* certificate (its `Accepted` answer to
+//! our membership request; the peer opened its own gate before answering).
+//! A lookup that meets a member it has not verified yet (common in a sparse
+//! overlay) thus waits one certificate exchange instead of having its
+//! request refused at negotiation. Held requests time out inside the inner
+//! handler like any other. Release is per connection lifetime: when the
+//! last connection to a peer closes it is withdrawn, since a restarted peer
+//! has forgotten us.
+//!
+//! The gate also keeps the connections of chosen peers (the overlay's
+//! neighbours) open while idle ([`MembersOnly::keep_alive`]); other
+//! connections close after the swarm's idle timeout once no protocol uses
+//! them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll};
@@ -33,16 +50,42 @@ use libp2p::{Multiaddr, PeerId};
 pub enum GateIn<I> {
     /// Serve the inner protocol on this connection.
     Open,
-    /// Stop serving it.
+    /// Stop serving it (and hold outbound requests again).
     Close,
+    /// Let the inner handler's outbound requests through.
+    Release,
+    /// Keep the connection open while idle (a neighbour), or not.
+    KeepAlive(bool),
     /// For the inner handler.
     Inner(I),
 }
 
+/// An outbound stream request of the inner handler.
+type Outbound<H> = ConnectionHandlerEvent<
+    <H as ConnectionHandler>::OutboundProtocol,
+    <H as ConnectionHandler>::OutboundOpenInfo,
+    <H as ConnectionHandler>::ToBehaviour,
+>;
+
 /// Connection handler: the inner handler behind a per-connection switch.
-pub struct GatedHandler<H> {
+pub struct GatedHandler<H: ConnectionHandler> {
     inner: H,
     open: bool,
+    released: bool,
+    keep_alive: bool,
+    held: VecDeque<Outbound<H>>,
+}
+
+impl<H: ConnectionHandler> GatedHandler<H> {
+    fn new(inner: H, open: bool, released: bool, keep_alive: bool) -> Self {
+        Self {
+            inner,
+            open,
+            released,
+            keep_alive,
+            held: VecDeque::new(),
+        }
+    }
 }
 
 impl<H, U> ConnectionHandler for GatedHandler<H>
@@ -66,7 +109,7 @@ where
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.inner.connection_keep_alive()
+        self.keep_alive || self.inner.connection_keep_alive()
     }
 
     fn poll(
@@ -75,7 +118,23 @@ where
     ) -> Poll<
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
-        self.inner.poll(cx)
+        if self.released {
+            if let Some(ev) = self.held.pop_front() {
+                return Poll::Ready(ev);
+            }
+        }
+        loop {
+            match self.inner.poll(cx) {
+                Poll::Ready(ev @ ConnectionHandlerEvent::OutboundSubstreamRequest { .. })
+                    if !self.released =>
+                {
+                    // Not yet: the peer may still refuse the protocol. The
+                    // connection polls again after `Release` arrives.
+                    self.held.push_back(ev);
+                }
+                other => return other,
+            }
+        }
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
@@ -85,7 +144,12 @@ where
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
         match event {
             GateIn::Open => self.open = true,
-            GateIn::Close => self.open = false,
+            GateIn::Close => {
+                self.open = false;
+                self.released = false;
+            }
+            GateIn::Release => self.released = true,
+            GateIn::KeepAlive(k) => self.keep_alive = k,
             GateIn::Inner(e) => self.inner.on_behaviour_event(e),
         }
     }
@@ -108,8 +172,23 @@ where
 pub struct MembersOnly<B> {
     inner: B,
     admitted: HashSet<PeerId>,
+    /// Admitted peers that accepted our certificate on their current
+    /// connections.
+    released: HashSet<PeerId>,
+    /// Peers whose connections stay open while idle (neighbours), until
+    /// the last one closes.
+    kept: HashSet<PeerId>,
     connections: HashMap<PeerId, HashSet<ConnectionId>>,
-    pending: VecDeque<(PeerId, ConnectionId, bool)>,
+    pending: VecDeque<(PeerId, ConnectionId, Switch)>,
+}
+
+/// A change for one connection's handler.
+#[derive(Clone, Copy, Debug)]
+enum Switch {
+    Open,
+    Close,
+    Release,
+    KeepAlive(bool),
 }
 
 impl<B> MembersOnly<B> {
@@ -118,6 +197,8 @@ impl<B> MembersOnly<B> {
         Self {
             inner,
             admitted: HashSet::new(),
+            released: HashSet::new(),
+            kept: HashSet::new(),
             connections: HashMap::new(),
             pending: VecDeque::new(),
         }
@@ -128,27 +209,71 @@ impl<B> MembersOnly<B> {
         &mut self.inner
     }
 
+    fn notify(&mut self, peer: PeerId, switch: Switch) {
+        for c in self.connections.get(&peer).into_iter().flatten() {
+            self.pending.push_back((peer, *c, switch));
+        }
+    }
+
     /// Opens the gate for `peer` on all its connections, present and future.
     pub fn admit(&mut self, peer: PeerId) {
         if self.admitted.insert(peer) {
-            for c in self.connections.get(&peer).into_iter().flatten() {
-                self.pending.push_back((peer, *c, true));
-            }
+            self.notify(peer, Switch::Open);
         }
+    }
+
+    /// Lets our outbound requests to the admitted `peer` through on its open
+    /// connections (it accepted our certificate), until the last one closes.
+    /// Ignored for a peer that is not admitted or has no connection.
+    pub fn release(&mut self, peer: PeerId) {
+        if self.admitted.contains(&peer)
+            && self.connections.contains_key(&peer)
+            && self.released.insert(peer)
+        {
+            self.notify(peer, Switch::Release);
+        }
+    }
+
+    /// Keeps the connections of `peer` open while idle (or stops), until
+    /// its last connection closes. Ignored for a peer with no connection.
+    pub fn keep_alive(&mut self, peer: PeerId, keep: bool) {
+        if !self.connections.contains_key(&peer) {
+            return;
+        }
+        let changed = if keep {
+            self.kept.insert(peer)
+        } else {
+            self.kept.remove(&peer)
+        };
+        if changed {
+            self.notify(peer, Switch::KeepAlive(keep));
+        }
+    }
+
+    /// Whether the connections of `peer` are kept open while idle.
+    pub fn is_kept_alive(&self, peer: &PeerId) -> bool {
+        self.kept.contains(peer)
     }
 
     /// Closes the gate for `peer`.
     pub fn expel(&mut self, peer: &PeerId) {
+        self.released.remove(peer);
+        if self.kept.remove(peer) {
+            self.notify(*peer, Switch::KeepAlive(false));
+        }
         if self.admitted.remove(peer) {
-            for c in self.connections.get(peer).into_iter().flatten() {
-                self.pending.push_back((*peer, *c, false));
-            }
+            self.notify(*peer, Switch::Close);
         }
     }
 
     /// Whether the gate is open for `peer`.
     pub fn is_admitted(&self, peer: &PeerId) -> bool {
         self.admitted.contains(peer)
+    }
+
+    /// Whether our outbound requests to `peer` go through.
+    pub fn is_released(&self, peer: &PeerId) -> bool {
+        self.released.contains(peer)
     }
 }
 
@@ -182,10 +307,12 @@ where
         let inner = self
             .inner
             .handle_established_inbound_connection(id, peer, local, remote)?;
-        Ok(GatedHandler {
+        Ok(GatedHandler::new(
             inner,
-            open: self.admitted.contains(&peer),
-        })
+            self.admitted.contains(&peer),
+            self.released.contains(&peer),
+            self.kept.contains(&peer),
+        ))
     }
 
     fn handle_pending_outbound_connection(
@@ -210,10 +337,12 @@ where
         let inner = self
             .inner
             .handle_established_outbound_connection(id, peer, addr, role, port_use)?;
-        Ok(GatedHandler {
+        Ok(GatedHandler::new(
             inner,
-            open: self.admitted.contains(&peer),
-        })
+            self.admitted.contains(&peer),
+            self.released.contains(&peer),
+            self.kept.contains(&peer),
+        ))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
@@ -229,6 +358,8 @@ where
                     set.remove(&e.connection_id);
                     if set.is_empty() {
                         self.connections.remove(&e.peer_id);
+                        self.released.remove(&e.peer_id);
+                        self.kept.remove(&e.peer_id);
                     }
                 }
             }
@@ -250,13 +381,142 @@ where
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        if let Some((peer_id, c, open)) = self.pending.pop_front() {
+        if let Some((peer_id, c, switch)) = self.pending.pop_front() {
             return Poll::Ready(ToSwarm::NotifyHandler {
                 peer_id,
                 handler: NotifyHandler::One(c),
-                event: if open { GateIn::Open } else { GateIn::Close },
+                event: match switch {
+                    Switch::Open => GateIn::Open,
+                    Switch::Close => GateIn::Close,
+                    Switch::Release => GateIn::Release,
+                    Switch::KeepAlive(k) => GateIn::KeepAlive(k),
+                },
             });
         }
         self.inner.poll(cx).map(|e| e.map_in(GateIn::Inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+
+    use either::Either;
+    use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
+    use libp2p::swarm::handler::ConnectionEvent;
+    use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, SubstreamProtocol};
+    use libp2p::StreamProtocol;
+
+    use super::{GateIn, GatedHandler};
+
+    const P: StreamProtocol = StreamProtocol::new("/test/1.0.0");
+
+    /// An inner handler that asks for one outbound stream per request the
+    /// behaviour sends it, and counts how many it asked for.
+    #[derive(Default)]
+    struct Requests {
+        queued: usize,
+        asked: usize,
+    }
+
+    impl ConnectionHandler for Requests {
+        type FromBehaviour = ();
+        type ToBehaviour = ();
+        type InboundProtocol = Either<ReadyUpgrade<StreamProtocol>, DeniedUpgrade>;
+        type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+        type InboundOpenInfo = ();
+        type OutboundOpenInfo = ();
+
+        fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, ()> {
+            SubstreamProtocol::new(Either::Left(ReadyUpgrade::new(P)), ())
+        }
+
+        fn poll(
+            &mut self,
+            _: &mut Context<'_>,
+        ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, (), ()>> {
+            if self.queued == 0 {
+                return Poll::Pending;
+            }
+            self.queued -= 1;
+            self.asked += 1;
+            Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(ReadyUpgrade::new(P), ()),
+            })
+        }
+
+        fn on_behaviour_event(&mut self, (): ()) {
+            self.queued += 1;
+        }
+
+        fn on_connection_event(
+            &mut self,
+            _: ConnectionEvent<'_, Self::InboundProtocol, Self::OutboundProtocol, (), ()>,
+        ) {
+        }
+    }
+
+    fn outbound_requests(h: &mut GatedHandler<Requests>) -> usize {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut n = 0;
+        while let Poll::Ready(ev) = h.poll(&mut cx) {
+            assert!(matches!(
+                ev,
+                ConnectionHandlerEvent::OutboundSubstreamRequest { .. }
+            ));
+            n += 1;
+        }
+        n
+    }
+
+    fn serves_inbound(h: &GatedHandler<Requests>) -> bool {
+        matches!(h.listen_protocol().upgrade(), Either::Left(_))
+    }
+
+    #[test]
+    fn outbound_requests_wait_for_release_and_inbound_for_open() {
+        let mut h = GatedHandler::new(Requests::default(), false, false, false);
+        assert!(!serves_inbound(&h));
+        h.on_behaviour_event(GateIn::Inner(()));
+        h.on_behaviour_event(GateIn::Inner(()));
+        // The inner handler asked; nothing leaves the gate.
+        assert_eq!(outbound_requests(&mut h), 0);
+        assert_eq!(h.inner.asked, 2);
+        // Admitted: inbound served, outbound still held (the peer may not
+        // have verified us yet).
+        h.on_behaviour_event(GateIn::Open);
+        assert!(serves_inbound(&h));
+        assert_eq!(outbound_requests(&mut h), 0);
+        // Released: the held requests go, in order, then new ones directly.
+        h.on_behaviour_event(GateIn::Release);
+        assert_eq!(outbound_requests(&mut h), 2);
+        h.on_behaviour_event(GateIn::Inner(()));
+        assert_eq!(outbound_requests(&mut h), 1);
+        // Expelled: inbound refused and outbound held again.
+        h.on_behaviour_event(GateIn::Close);
+        assert!(!serves_inbound(&h));
+        h.on_behaviour_event(GateIn::Inner(()));
+        assert_eq!(outbound_requests(&mut h), 0);
+        assert_eq!(h.inner.asked, 4);
+    }
+
+    #[test]
+    fn a_handler_created_released_does_not_hold() {
+        let mut h = GatedHandler::new(Requests::default(), true, true, false);
+        h.on_behaviour_event(GateIn::Inner(()));
+        assert_eq!(outbound_requests(&mut h), 1);
+    }
+
+    #[test]
+    fn neighbours_stay_open_while_idle() {
+        let mut h = GatedHandler::new(Requests::default(), true, true, false);
+        assert!(!h.connection_keep_alive());
+        h.on_behaviour_event(GateIn::KeepAlive(true));
+        assert!(h.connection_keep_alive());
+        h.on_behaviour_event(GateIn::KeepAlive(false));
+        assert!(!h.connection_keep_alive());
+        let kept = GatedHandler::new(Requests::default(), true, true, true);
+        assert!(kept.connection_keep_alive());
     }
 }

@@ -45,6 +45,10 @@ pub struct MembershipRequest {
     /// (or comes back) after a revocation was broadcast learns it here.
     #[serde(default)]
     pub crl: Option<Vec<u8>>,
+    /// The sender chose the receiver as one of its neighbours: both keep
+    /// the connection open while idle.
+    #[serde(default)]
+    pub neighbour: bool,
 }
 
 /// `membership` response.

@@ -152,7 +152,17 @@ pub struct OverlayConfig {
     /// overlay used without [`node`] (tests, benches); [`node::start`] turns
     /// it off, its address service claims through the allocator.
     pub claim_fixed_addresses: bool,
+    /// How many members discovery connects to and verifies from the
+    /// provider records (the node's random neighbours). Members beyond it
+    /// are met through the private DHT (its lookups verify the members they
+    /// reach) and on demand ([`Client::reach`]), so per-node state grows
+    /// with the log of the group's size instead of with the size. A group
+    /// no larger than this is a full mesh.
+    pub neighbours: usize,
 }
+
+/// Default [`OverlayConfig::neighbours`].
+pub const DEFAULT_NEIGHBOURS: usize = 32;
 
 impl OverlayConfig {
     /// A configuration with the project defaults.
@@ -171,6 +181,7 @@ impl OverlayConfig {
             timers: Timers::default(),
             channel_capacity: 64,
             claim_fixed_addresses: true,
+            neighbours: DEFAULT_NEIGHBOURS,
         }
     }
 }
@@ -246,6 +257,11 @@ pub struct OverlayStats {
     pub events_dropped: u64,
     /// Verified members now.
     pub members: u64,
+    /// Verified members with an open connection now.
+    pub connected_members: u64,
+    /// Neighbours: members this node chose from the provider records, or
+    /// that chose it (connections kept open while idle).
+    pub neighbours: u64,
     /// Newer CRLs received on the group topic and installed.
     pub crls_received: u64,
     /// Newer CRLs learned in a membership exchange and installed.

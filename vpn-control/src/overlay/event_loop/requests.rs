@@ -30,6 +30,9 @@ impl EventLoop {
             } => {
                 // A newer CRL first: it may revoke the requester itself.
                 self.learn_crl(peer, request.crl.as_deref());
+                if request.neighbour {
+                    self.chosen_by.insert(peer);
+                }
                 let resp = match self.admit(peer, &request.cert) {
                     Ok(()) => {
                         self.emit_member_data(peer, request.data);
@@ -57,6 +60,9 @@ impl EventLoop {
                     MembershipResponse::Accepted { cert, data, crl } => {
                         self.learn_crl(peer, crl.as_deref());
                         if self.admit(peer, &cert).is_ok() {
+                            // It verified us before answering: our private
+                            // requests to it may go now.
+                            self.swarm.behaviour_mut().private_kad.release(peer);
                             self.emit_member_data(peer, data);
                         }
                     }

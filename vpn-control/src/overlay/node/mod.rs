@@ -278,8 +278,9 @@ impl OverlayNode {
         if peer == self.peer_id() {
             return Err(OverlayError::OwnAddress(ip));
         }
-        // The owner may still be in the certificate exchange: retry until
-        // it is a verified member or the deadline passes.
+        // The owner may still be in the certificate exchange, or not even
+        // connected (beyond this node's neighbours): reach it and retry
+        // until it is a verified member or the deadline passes.
         loop {
             let (reply, rx) = oneshot::channel();
             self.commands
@@ -294,6 +295,7 @@ impl OverlayNode {
             if rx.await.map_err(|_| OverlayError::Stopped)? {
                 break;
             }
+            self.client.reach(peer).await?;
             if tokio::time::Instant::now() + RETRY >= deadline {
                 return Err(OverlayError::NotMember(peer));
             }
