@@ -6,7 +6,10 @@
 //! setting a counter is a single 64-bit compare-and-swap: the window is
 //! correct when several CPUs receive the same session at once, with no lock
 //! and no per-CPU copies (a per-CPU window would let a replay through on
-//! another CPU). A second word tracks the highest counter accepted.
+//! another CPU). A second word, the high-water mark, tracks the highest
+//! counter seen; it is raised before the counter's slot is written, which
+//! is what makes the window exact under races (see
+//! [`check_and_set_observed`]).
 //!
 //! Guarantees: every counter within [`REPLAY_WINDOW`] of the highest accepted
 //! counter is accepted at most once, in any order; counters older than that
@@ -87,44 +90,21 @@ fn next_ptr(w: *mut ReplayWindow) -> *mut u64 {
     unsafe { core::ptr::addr_of_mut!((*w).next) }
 }
 
-/// Relation of a slot's stored block tag to the block we want.
-#[inline(always)]
-fn classify(old: u64, tag: u32) -> Slot {
-    if old == 0 {
-        return Slot::Empty;
-    }
-    let old_tag = (old >> 32) as u32;
-    if old_tag == tag {
-        return Slot::Same;
-    }
-    // A slot holding a later block than ours (by any amount) means our
-    // counter has already slid out of the window: another CPU accepted a
-    // counter at least `REPLAY_SLOTS - 1` blocks ahead, possibly after we
-    // read the high-water mark, and possibly several times over while we
-    // were preempted. Only an earlier block is stale and may be replaced;
-    // the slot can then never have held our block (a slot only ever moves
-    // to later blocks), so our counter is fresh. Tags are the low 32 bits of
-    // the block number, compared as a signed distance: exact while the
-    // blocks involved are less than 2^31 blocks (2^36 counters) apart,
-    // which a sender counting packets one by one never reaches.
-    if (old_tag.wrapping_sub(tag) as i32) > 0 {
-        Slot::Newer
-    } else {
-        Slot::Stale
-    }
-}
-
-enum Slot {
-    Empty,
-    Same,
-    Newer,
-    Stale,
-}
-
 #[inline(always)]
 fn too_old(next: u64, counter: u64) -> bool {
     // highest = next - 1; reject counter + WINDOW < highest  <=>  counter + WINDOW + 1 < next
     next > REPLAY_WINDOW + 1 && counter < next - REPLAY_WINDOW - 1
+}
+
+/// Where [`check_and_set_observed`] lets a test interleave other receivers
+/// (deterministically, instead of hoping for a preemption).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The high-water mark was read and the counter is not too old by it.
+    ReadMark,
+    /// The counter's slot was read (before the mark is read again).
+    ReadSlot,
 }
 
 /// Read-only pre-check: `Err` if `counter` is certainly refused.
@@ -137,20 +117,20 @@ pub unsafe fn check(w: *mut ReplayWindow, counter: u64) -> Result<(), ReplayErro
     if counter == u64::MAX {
         return Err(ReplayError::TooOld);
     }
+    // Slot first, then the mark: the mark read covers every block the slot
+    // can hold (see `check_and_set_observed`).
     // SAFETY: per this function's contract.
+    let old = unsafe { atomic::load(slot_ptr(w, counter)) };
+    // SAFETY: as above.
     let next = unsafe { atomic::load(next_ptr(w)) };
     if too_old(next, counter) {
         return Err(ReplayError::TooOld);
     }
-    // SAFETY: as above.
-    let old = unsafe { atomic::load(slot_ptr(w, counter)) };
-    let tag = (counter / SLOT_BITS) as u32;
     let bit = 1u64 << (counter % SLOT_BITS);
-    match classify(old, tag) {
-        Slot::Same if old & bit != 0 => Err(ReplayError::Replay),
-        Slot::Newer => Err(ReplayError::TooOld),
-        _ => Ok(()),
+    if old != 0 && (old >> 32) as u32 == (counter / SLOT_BITS) as u32 && old & bit != 0 {
+        return Err(ReplayError::Replay);
     }
+    Ok(())
 }
 
 /// Marks `counter` as seen; `Err` if it was seen already or is too old.
@@ -160,6 +140,36 @@ pub unsafe fn check(w: *mut ReplayWindow, counter: u64) -> Result<(), ReplayErro
 /// As for [`check`].
 #[inline(always)]
 pub unsafe fn check_and_set(w: *mut ReplayWindow, counter: u64) -> Result<(), ReplayError> {
+    // SAFETY: per this function's contract.
+    unsafe { check_and_set_observed(w, counter, |_| {}) }
+}
+
+/// [`check_and_set`], calling `step` at the points where other receivers
+/// may interleave (tests; a no-op closure compiles away).
+///
+/// The invariant that makes it exact: a receiver raises the high-water mark
+/// to `counter + 1` *before* it writes the counter's slot. So once a slot
+/// holds block `o`, the mark is already above every counter of `o`; a
+/// receiver that reads the slot and *then* the mark sees a mark that makes
+/// its own counter too old whenever the slot holds a later block (a slot is
+/// only reused `REPLAY_SLOTS` blocks later, more than the window), however
+/// many times other CPUs lapped the slot while it was preempted. Any other
+/// block in the slot is older than the window: it is replaced. Block tags
+/// are the low 32 bits of the block number; they only decide "same block or
+/// not" for a block inside the window, so a sender's counter may jump by
+/// any amount (a lab peer restarting from the clock). A jump by an exact
+/// multiple of 2^37 counters can make a single fresh counter look like a
+/// replay (refused), never the reverse.
+///
+/// # Safety
+/// As for [`check`].
+#[doc(hidden)]
+#[inline(always)]
+pub unsafe fn check_and_set_observed(
+    w: *mut ReplayWindow,
+    counter: u64,
+    mut step: impl FnMut(Step),
+) -> Result<(), ReplayError> {
     if counter == u64::MAX {
         return Err(ReplayError::TooOld);
     }
@@ -168,36 +178,10 @@ pub unsafe fn check_and_set(w: *mut ReplayWindow, counter: u64) -> Result<(), Re
     if too_old(unsafe { atomic::load(next_a) }, counter) {
         return Err(ReplayError::TooOld);
     }
-    let slot = slot_ptr(w, counter);
-    let tag = (counter / SLOT_BITS) as u32;
-    let bit = 1u64 << (counter % SLOT_BITS);
-    let mut done = false;
-    let mut tries = 0;
-    while tries < CAS_TRIES {
-        tries += 1;
-        // SAFETY: as above.
-        let old = unsafe { atomic::load(slot) };
-        let new = match classify(old, tag) {
-            Slot::Same => {
-                if old & bit != 0 {
-                    return Err(ReplayError::Replay);
-                }
-                old | bit
-            }
-            Slot::Empty | Slot::Stale => ((tag as u64) << 32) | bit,
-            Slot::Newer => return Err(ReplayError::TooOld),
-        };
-        // SAFETY: as above.
-        if unsafe { atomic::compare_exchange(slot, old, new) } {
-            done = true;
-            break;
-        }
-    }
-    if !done {
-        return Err(ReplayError::Replay);
-    }
-    // Advance the high-water mark (bounded CAS loop; a lost race only means
-    // another CPU advanced it, possibly further).
+    step(Step::ReadMark);
+    // Raise the high-water mark first (bounded CAS loop; a lost race means
+    // another receiver raised it, possibly further). For a replay of an
+    // accepted counter it is already at least `counter + 1`.
     let want = counter + 1;
     let mut tries = 0;
     while tries < CAS_TRIES {
@@ -212,7 +196,35 @@ pub unsafe fn check_and_set(w: *mut ReplayWindow, counter: u64) -> Result<(), Re
             break;
         }
     }
-    Ok(())
+    let slot = slot_ptr(w, counter);
+    let tag = (counter / SLOT_BITS) as u32;
+    let bit = 1u64 << (counter % SLOT_BITS);
+    let mut tries = 0;
+    while tries < CAS_TRIES {
+        tries += 1;
+        // SAFETY: as above.
+        let old = unsafe { atomic::load(slot) };
+        step(Step::ReadSlot);
+        // SAFETY: as above.
+        if too_old(unsafe { atomic::load(next_a) }, counter) {
+            return Err(ReplayError::TooOld);
+        }
+        let new = if old != 0 && (old >> 32) as u32 == tag {
+            if old & bit != 0 {
+                return Err(ReplayError::Replay);
+            }
+            old | bit
+        } else {
+            // Empty, or a block older than the window.
+            ((tag as u64) << 32) | bit
+        };
+        // SAFETY: as above.
+        if unsafe { atomic::compare_exchange(slot, old, new) } {
+            return Ok(());
+        }
+    }
+    // Lost every race: refuse, the safe direction.
+    Err(ReplayError::Replay)
 }
 
 #[cfg(test)]
@@ -303,28 +315,97 @@ mod tests {
         }
     }
 
+    /// Runs `check_and_set` for `counter`, letting `others` run at `at`
+    /// (the first time only), as another CPU would while this one stalls.
+    fn stalled(
+        w: &mut ReplayWindow,
+        counter: u64,
+        at: Step,
+        others: &mut dyn FnMut(*mut ReplayWindow),
+    ) -> Result<(), ReplayError> {
+        let p: *mut ReplayWindow = w;
+        let mut done = false;
+        // SAFETY: one thread; the interleaved calls use the same pointer.
+        unsafe {
+            check_and_set_observed(p, counter, |s| {
+                if s == at && !done {
+                    done = true;
+                    others(p);
+                }
+            })
+        }
+    }
+
     #[test]
     fn a_stalled_receiver_never_accepts_a_replay() {
-        // Receiver C read the high-water mark, then was preempted while
-        // other CPUs accepted counters two and three slot-cycles ahead
-        // (overwriting C's slot each time) and had not yet published the
-        // new high-water mark. C's counter was accepted long ago: when C
-        // resumes, the slot must read as "newer", never as stale.
+        // A receiver holds a replay of counter c (accepted long ago) and
+        // stalls after one of its reads while other CPUs accept counters
+        // one to five slot-cycles ahead, overwriting c's slot each time.
+        // When it resumes it must refuse c. (The previous rule, which only
+        // took a slot up to two cycles ahead as "newer", accepted this
+        // replay; a 4-thread stress test caught it once under load.)
         let cycle = REPLAY_SLOTS as u64 * SLOT_BITS;
-        for k in 1..=5u64 {
-            let mut w = ReplayWindow::new();
-            let c = 10_000u64;
-            assert_eq!(accept(&mut w, c), Ok(()));
-            let stalled_next = w.next;
-            for j in 1..=k {
-                // SAFETY: exclusive access to a valid window.
-                assert_eq!(unsafe { check_and_set(&mut w, c + j * cycle) }, Ok(()));
+        for at in [Step::ReadMark, Step::ReadSlot] {
+            for k in 1..=5u64 {
+                let mut w = ReplayWindow::new();
+                let c = 10_000u64;
+                assert_eq!(accept(&mut w, c), Ok(()));
+                let got = stalled(&mut w, c, at, &mut |p| {
+                    for j in 1..=k {
+                        // SAFETY: valid window.
+                        assert_eq!(unsafe { check_and_set(p, c + j * cycle) }, Ok(()));
+                    }
+                });
+                assert!(got.is_err(), "replay accepted ({at:?}, {k} cycles ahead)");
             }
-            // What C saw before it stalled.
-            w.next = stalled_next;
-            // SAFETY: as above.
-            let got = unsafe { check_and_set(&mut w, c) };
-            assert_eq!(got, Err(ReplayError::TooOld), "{k} cycles ahead");
+        }
+    }
+
+    #[test]
+    fn a_stalled_receiver_still_accepts_a_fresh_counter_once() {
+        // While it stalls, another CPU accepts the very same counter (a
+        // duplicated packet): exactly one of the two succeeds.
+        for at in [Step::ReadMark, Step::ReadSlot] {
+            let mut w = ReplayWindow::new();
+            assert_eq!(accept(&mut w, 500), Ok(()));
+            let mut other = None;
+            let got = stalled(&mut w, 501, at, &mut |p| {
+                // SAFETY: valid window.
+                other = Some(unsafe { check_and_set(p, 501) });
+            });
+            assert_eq!(other, Some(Ok(())), "{at:?}");
+            assert_eq!(got, Err(ReplayError::Replay), "{at:?}");
+            assert_eq!(accept(&mut w, 502), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_sender_that_jumps_far_ahead_is_not_refused() {
+        // Lab peers restart their counters from the clock in nanoseconds:
+        // after a restart the counter jumps by the downtime (100 s is about
+        // 2^36.5 counters). Every fresh counter after the jump must pass,
+        // whatever the old slots' tags look like modulo 2^32 blocks.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..50 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut w = ReplayWindow::new();
+            let base = 1_764_000_000_000_000_000u64 + (x >> 20);
+            for c in base..base + 3000 {
+                assert_eq!(accept(&mut w, c), Ok(()));
+            }
+            let jump = (1u64 << 36) + (x % (1u64 << 44));
+            let after = base + 3000 + jump;
+            for c in after..after + 3000 {
+                assert_eq!(
+                    accept(&mut w, c),
+                    Ok(()),
+                    "jump {jump}, counter {}",
+                    c - after
+                );
+            }
+            assert_eq!(accept(&mut w, base + 2999), Err(ReplayError::TooOld));
         }
     }
 
