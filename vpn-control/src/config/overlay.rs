@@ -16,6 +16,8 @@ use super::ConfigError;
 pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/4001";
 /// Smallest accepted `rekey_after` (the session core's retry timer is 5 s).
 pub const MIN_REKEY_AFTER: Duration = Duration::from_secs(5);
+/// Largest accepted `neighbours`.
+pub const MAX_NEIGHBOURS: usize = 1024;
 
 /// A validated `[overlay]` table. Paths are absolute once the file was
 /// loaded with [`super::load`] (relative ones are resolved against the
@@ -41,6 +43,8 @@ pub struct OverlaySection {
     /// Session timers.
     pub rekey_after: Duration,
     pub reject_after: Duration,
+    /// Members discovery connects to and verifies from the provider records.
+    pub neighbours: usize,
 }
 
 impl OverlaySection {
@@ -110,6 +114,7 @@ pub(super) struct RawOverlay {
     announce_listen_addrs: bool,
     rekey_after: Option<Parsed<DurationValue>>,
     reject_after: Option<Parsed<DurationValue>>,
+    neighbours: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -211,6 +216,16 @@ impl RawOverlay {
                 ),
             ));
         }
+        let neighbours = match self.neighbours {
+            None => crate::overlay::DEFAULT_NEIGHBOURS,
+            Some(n) if (1..=MAX_NEIGHBOURS as i64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "overlay.neighbours",
+                    format!("{n} is outside 1..={MAX_NEIGHBOURS}"),
+                ))
+            }
+        };
         Ok(OverlaySection {
             identity: self.identity,
             certificate: self.certificate,
@@ -222,6 +237,7 @@ impl RawOverlay {
             announce_listen_addrs: self.announce_listen_addrs,
             rekey_after,
             reject_after,
+            neighbours,
         })
     }
 }

@@ -433,10 +433,11 @@ fn overlay_all_keys_and_short_timers() {
     let c = Config::parse(&format!(
         "{OVERLAY}crl = \"ca.crl\"\nlisten = [\"/ip4/10.0.0.1/tcp/4002\", \"/ip6/::/tcp/4002\"]\n\
          public_kad_protocol = \"/gv/kad/1\"\nannounce_listen_addrs = false\n\
-         rekey_after = \"10s\"\nreject_after = \"20s\"\n"
+         rekey_after = \"10s\"\nreject_after = \"20s\"\nneighbours = 8\n"
     ))
     .unwrap();
     let o = c.overlay.unwrap();
+    assert_eq!(o.neighbours, 8);
     assert_eq!(o.crl, Some(PathBuf::from("ca.crl")));
     assert_eq!(o.listen.len(), 2);
     assert_eq!(o.public_kad_protocol, "/gv/kad/1");
@@ -479,6 +480,17 @@ fn overlay_errors() {
         "greater than zero",
     );
     assert_err(with("listen = []"), "overlay.listen", "at least one");
+    assert_err(
+        with("neighbours = 0"),
+        "overlay.neighbours",
+        "outside 1..=1024",
+    );
+    assert_err(with("neighbours = 5000"), "overlay.neighbours", "outside");
+    assert_err(
+        with("neighbours = \"many\""),
+        "overlay.neighbours",
+        "invalid type",
+    );
     assert_err(
         with("listen = [\"tcp/4001\"]"),
         "overlay.listen[0]",

@@ -84,11 +84,15 @@ pub struct Status {
 
 /// The `"overlay"` object of [`Status`]:
 /// `{"peer_id":"12D3KooW...","group":"lab","addresses":["10.77.0.3/24"],
-/// "members":3,"sessions":3,"counters":{"membership_refused":0,...},
+/// "members":3,"connected":3,"neighbours":3,"sessions":3,
+/// "counters":{"membership_refused":0,...},
 /// "pending":{"queued":0,"delivered":1,"dropped":0,"connects":1,
 /// "connect_failures":0,"passed_up":1,"pass_up_dropped":0}}`.
 /// `members`: verified members (the overlay's count; the view's while the
-/// overlay does not answer); `sessions`: members with a sending key. `counters`: the overlay's
+/// overlay does not answer); `connected`: those with an open overlay
+/// connection now; `neighbours`: members chosen from the provider records
+/// or that chose this node (kept connected); `sessions`: members with a
+/// sending key. `counters`: the overlay's
 /// `OverlayStats` by field name. `pending`: the first-packet queue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverlayStatus {
@@ -96,6 +100,10 @@ pub struct OverlayStatus {
     pub group: String,
     pub addresses: Vec<String>,
     pub members: u64,
+    #[serde(default)]
+    pub connected: u64,
+    #[serde(default)]
+    pub neighbours: u64,
     pub sessions: u64,
     pub counters: BTreeMap<String, u64>,
     #[serde(default)]
@@ -331,6 +339,8 @@ mod tests {
             group: "lab".into(),
             addresses: vec!["10.77.0.3/24".into()],
             members: 3,
+            connected: 2,
+            neighbours: 1,
             sessions: 2,
             counters: overlay_counters(&crate::overlay::OverlayStats {
                 records_forged: 7,
@@ -347,6 +357,8 @@ mod tests {
         assert_eq!(o["group"], "lab");
         assert_eq!(o["addresses"][0], "10.77.0.3/24");
         assert_eq!(o["members"], 3);
+        assert_eq!(o["connected"], 2);
+        assert_eq!(o["neighbours"], 1);
         assert_eq!(o["sessions"], 2);
         assert_eq!(o["counters"]["records_forged"], 7);
         assert_eq!(o["counters"]["membership_refused"], 0);

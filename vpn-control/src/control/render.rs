@@ -55,9 +55,17 @@ pub fn render_table(s: &Status) -> String {
         let p = &o.pending;
         let _ = writeln!(
             out,
-            "members {}  sessions {}  first packets: queued {}, delivered {}, dropped {}, \
-             connects {} ({} failed)",
-            o.members, o.sessions, p.queued, p.delivered, p.dropped, p.connects, p.connect_failures
+            "members {} ({} connected, {} neighbours)  sessions {}  first packets: queued {}, \
+             delivered {}, dropped {}, connects {} ({} failed)",
+            o.members,
+            o.connected,
+            o.neighbours,
+            o.sessions,
+            p.queued,
+            p.delivered,
+            p.dropped,
+            p.connects,
+            p.connect_failures
         );
         let nonzero: Vec<String> = o
             .counters

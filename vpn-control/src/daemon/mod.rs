@@ -142,6 +142,7 @@ impl Group {
         oc.crl = self.creds.crl.clone();
         oc.listen = o.listen.clone();
         oc.bootstrap = o.bootstrap.clone();
+        oc.neighbours = o.neighbours;
         oc.public_kad_protocol =
             libp2p::StreamProtocol::try_from_owned(o.public_kad_protocol.clone())
                 .map_err(|e| DaemonError::Config(format!("overlay.public_kad_protocol: {e}")))?;

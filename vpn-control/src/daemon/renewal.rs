@@ -230,6 +230,7 @@ mod tests {
             announce_listen_addrs: true,
             rekey_after: Duration::from_secs(120),
             reject_after: Duration::from_secs(180),
+            neighbours: crate::overlay::DEFAULT_NEIGHBOURS,
         }
     }
 

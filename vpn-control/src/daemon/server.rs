@@ -64,6 +64,8 @@ impl Context {
                 os.counters = overlay_counters(&s);
                 // Every verified member (the view only has those with keys).
                 os.members = s.members;
+                os.connected = s.connected_members;
+                os.neighbours = s.neighbours;
             }
             os.pending = PendingStatus {
                 passed_up: pass_up.passed,
