@@ -3,7 +3,11 @@
 //! bootstrap nodes, then randomly chosen members resolve randomly chosen
 //! other members' virtual addresses through `Client::resolve`, one at a
 //! time, each pair at most once (so every lookup misses the resolver's
-//! cache and walks the private Kademlia DHT).
+//! cache and walks the private Kademlia DHT). The overlay is sparse: each
+//! member chooses `neighbours` members from the provider records and meets
+//! the rest through the private DHT; the per-member state (verified and
+//! connected members) is recorded against the group size, and so is the
+//! time to reach (verify on demand) a member not verified before.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,10 +37,17 @@ pub struct Params {
     pub lookups: usize,
     /// Tokio worker threads (the machine's cores).
     pub workers: usize,
-    /// Longest wait for a size to form (every member verifying every
-    /// other); past it the lookups are measured anyway, flagged. Half of it
-    /// bounds the wait for the address claims.
+    /// Longest wait for a size to form (every member connected to its
+    /// neighbours); past it the lookups are measured anyway, flagged. Half
+    /// of it bounds the wait for the address claims.
     pub join_budget_s: u64,
+    /// Neighbours each member chooses from the provider records
+    /// (`OverlayConfig::neighbours`).
+    #[serde(default)]
+    pub neighbours: usize,
+    /// Timed on-demand reaches per size.
+    #[serde(default)]
+    pub reaches: usize,
     /// A size is abandoned when the process's resident memory passes this.
     pub memory_limit_mib: u64,
     /// One lookup's timeout (counted as a failure).
@@ -51,11 +62,25 @@ pub struct SizeResult {
     pub members: usize,
     /// `measured`, or why the size did not fit.
     pub outcome: String,
-    /// Seconds from the first member's start until every member had
-    /// verified every other (None if that never happened).
+    /// Seconds from the first member's start until every member was
+    /// connected to `min(neighbours, members - 1)` verified members (None
+    /// if that never happened).
     pub formed_s: Option<f64>,
-    /// Members that had verified all others when forming stopped.
+    /// Members that had that many when forming stopped.
     pub fully_joined: usize,
+    /// Per-member overlay state when the group had formed.
+    #[serde(default)]
+    pub state_formed: Option<MemberState>,
+    /// Per-member overlay state after the lookups and reaches.
+    #[serde(default)]
+    pub state_end: Option<MemberState>,
+    /// Time (ms) for a member to reach (verify on demand) a member it had
+    /// not verified, polling `Client::reach` every 10 ms.
+    #[serde(default)]
+    pub reach_ms: Option<Summary>,
+    /// Reaches that did not succeed within the lookup timeout.
+    #[serde(default)]
+    pub reach_failures: usize,
     /// Addresses member 0 still could not resolve when publication
     /// stopped (not used as lookup targets).
     #[serde(default)]
@@ -73,6 +98,40 @@ pub struct SizeResult {
     pub rss_mib: f64,
     /// CPU seconds the process used for this size (user + system).
     pub cpu_s: f64,
+}
+
+/// Verified and connected members per member (mean and largest).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct MemberState {
+    pub verified_mean: f64,
+    pub verified_max: u64,
+    pub connected_mean: f64,
+    pub connected_max: u64,
+    /// Open connections to peers of any kind (members and public-DHT
+    /// nodes; in this bench the public DHT is mostly the members).
+    #[serde(default)]
+    pub peers_mean: f64,
+    #[serde(default)]
+    pub peers_max: u64,
+}
+
+async fn member_state(members: &[Client]) -> Option<MemberState> {
+    let (mut v, mut c, mut a) = (Vec::new(), Vec::new(), Vec::new());
+    for m in members {
+        let st = m.stats().await.ok()?;
+        v.push(st.members);
+        c.push(st.connected_members);
+        a.push(st.connected_peers);
+    }
+    let mean = |x: &[u64]| x.iter().sum::<u64>() as f64 / x.len().max(1) as f64;
+    Some(MemberState {
+        verified_mean: mean(&v),
+        verified_max: v.iter().copied().max().unwrap_or(0),
+        connected_mean: mean(&c),
+        connected_max: c.iter().copied().max().unwrap_or(0),
+        peers_mean: mean(&a),
+        peers_max: a.iter().copied().max().unwrap_or(0),
+    })
 }
 
 fn mem(n: u64) -> Multiaddr {
@@ -161,14 +220,20 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
             i,
             base + 100 + i as u64,
             &bootstrap,
+            p.neighbours,
             &mut tasks,
         )?);
     }
+    let want_connected = p.neighbours.min(n - 1) as u64;
     let mut r = SizeResult {
         members: n,
         outcome: String::new(),
         formed_s: None,
         fully_joined: 0,
+        state_formed: None,
+        state_end: None,
+        reach_ms: None,
+        reach_failures: 0,
         unresolvable: 0,
         published_s: None,
         latency_ms: None,
@@ -178,18 +243,18 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         cpu_s: 0.0,
     };
 
-    // Forming: every member verifies every other. A group that does not
-    // get there within the budget is still measured (flagged), unless it
-    // ran out of memory.
+    // Forming: every member is connected to its neighbours (verified). A
+    // group that does not get there within the budget is still measured
+    // (flagged), unless it ran out of memory.
     let budget = Duration::from_secs(p.join_budget_s);
     let mut last_report = Instant::now();
     loop {
         let mut full = 0;
-        let mut least = n;
+        let mut least = u64::MAX;
         for m in &members {
-            let k = m.members().await.map(|v| v.len()).unwrap_or(0);
+            let k = m.stats().await.map(|s| s.connected_members).unwrap_or(0);
             least = least.min(k);
-            if k + 1 >= n {
+            if k >= want_connected {
                 full += 1;
             }
         }
@@ -201,26 +266,28 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         if last_report.elapsed() >= Duration::from_secs(30) {
             last_report = Instant::now();
             eprintln!(
-                "bench overlay:   {n} members, {:.0} s: {full} know all others, the least-connected knows {least}, {:.0} MiB",
+                "bench overlay:   {n} members, {:.0} s: {full} have {want_connected} connected members, the least-connected {least}, {:.0} MiB",
                 t0.elapsed().as_secs_f64(),
                 rss_mib()
             );
         }
         if let Some(why) = over_memory(p.memory_limit_mib) {
-            r.outcome =
-                format!("did not fit: {why} ({full} of {n} members had verified all others)");
+            r.outcome = format!(
+                "did not fit: {why} ({full} of {n} members had {want_connected} connected members)"
+            );
             return Ok(r);
         }
         if t0.elapsed() > budget {
             r.outcome = format!(
-                "measured while still forming: after {} s {full} of {n} members had verified \
-                 all others (the least-connected {least})",
+                "measured while still forming: after {} s {full} of {n} members had \
+                 {want_connected} connected members (the least-connected {least})",
                 budget.as_secs()
             );
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    r.state_formed = member_state(&members).await;
 
     // Publication: member 0 (never a timed resolver) resolves everyone;
     // only addresses it could resolve are lookup targets.
@@ -269,6 +336,40 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         }
     }
     r.latency_ms = Summary::of(&r.samples_ms);
+
+    // On-demand reaches: a member (not 0) reaches a member it has not
+    // verified; timed until `reach` says verified.
+    let mut reach_samples = Vec::new();
+    let mut tries = 0;
+    while reach_samples.len() + r.reach_failures < p.reaches && tries < p.reaches * 20 {
+        tries += 1;
+        let a = 1 + rng.below(n - 1);
+        let b = rng.below(n);
+        if a == b {
+            continue;
+        }
+        let known = members[a].members().await.unwrap_or_default();
+        if known.contains(&want[b]) {
+            continue;
+        }
+        let start = Instant::now();
+        let reached = tokio::time::timeout(timeout, async {
+            loop {
+                match members[a].reach(want[b]).await {
+                    Ok(true) => return true,
+                    Ok(false) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await;
+        match reached {
+            Ok(true) => reach_samples.push(start.elapsed().as_secs_f64() * 1e3),
+            _ => r.reach_failures += 1,
+        }
+    }
+    r.reach_ms = Summary::of(&reach_samples);
+    r.state_end = member_state(&members).await;
     if r.outcome.is_empty() {
         r.outcome = "measured".into();
     }
@@ -319,6 +420,7 @@ fn start_member(
     i: usize,
     port: u64,
     bootstrap: &[Multiaddr],
+    neighbours: usize,
     tasks: &mut Tasks,
 ) -> Result<Client> {
     let id = NodeIdentity::generate();
@@ -345,6 +447,7 @@ fn start_member(
     cfg.listen = vec![mem(port)];
     cfg.bootstrap = bootstrap.to_vec();
     cfg.timers = timers();
+    cfg.neighbours = neighbours;
     let (client, event_loop, mut events) = overlay::new(cfg)?;
     tasks.0.push(tokio::spawn(event_loop.run()));
     // Nobody consumes the events here: drain them so the loop never counts

@@ -32,10 +32,17 @@ pub struct Args {
     /// Timed lookups per group size.
     #[arg(long, default_value_t = 200)]
     lookups: usize,
-    /// Seconds to wait for a group to form (every member verifying every
-    /// other); past it the lookups are measured anyway and flagged.
+    /// Seconds to wait for a group to form (every member connected to its
+    /// neighbours); past it the lookups are measured anyway and flagged.
     #[arg(long, default_value_t = 600)]
     join_budget: u64,
+    /// Neighbours each member chooses (`[overlay] neighbours`).
+    #[arg(long, default_value_t = vpn_control::overlay::DEFAULT_NEIGHBOURS)]
+    neighbours: usize,
+    /// Timed on-demand reaches (verification of a member not met before)
+    /// per group size.
+    #[arg(long, default_value_t = 50)]
+    reaches: usize,
     /// Resident-memory ceiling (MiB) of the in-process part; default: 60%
     /// of the machine's available memory.
     #[arg(long)]
@@ -77,6 +84,8 @@ pub fn run(args: &Args) -> Result<()> {
             lookups: args.lookups,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
             join_budget_s: args.join_budget,
+            neighbours: args.neighbours.max(1),
+            reaches: args.reaches,
             memory_limit_mib: args
                 .memory_limit_mib
                 .unwrap_or_else(|| available_mib() * 6 / 10),

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::inprocess::{Params, SizeResult};
+use super::inprocess::{MemberState, Params, SizeResult};
 use super::summary::Summary;
 use crate::machine::Machine;
 
@@ -283,6 +283,20 @@ fn render_namespace(s: &mut String, ns: &NamespaceSection) {
     let _ = writeln!(s);
 }
 
+fn fmt_state(
+    formed: Option<MemberState>,
+    end: Option<MemberState>,
+    pick: impl Fn(&MemberState) -> (f64, u64),
+) -> String {
+    let one = |m: Option<MemberState>| {
+        m.map_or("–".to_owned(), |m| {
+            let (mean, max) = pick(&m);
+            format!("{mean:.0}, {max}")
+        })
+    };
+    format!("{} / {}", one(formed), one(end))
+}
+
 fn render_inprocess(s: &mut String, ip: &InprocessSection) {
     let _ = writeln!(
         s,
@@ -294,8 +308,11 @@ fn render_inprocess(s: &mut String, ip: &InprocessSection) {
         s,
         "Method: all members and {} public-DHT-only bootstrap nodes run in one \
          process (release build, tokio with {} worker threads) on libp2p's \
-         memory transport (Noise and Yamux still run; no network delay). A size \
-         counts as formed when every member has verified every other; then \
+         memory transport (Noise and Yamux still run; no network delay). Each \
+         member chooses {} neighbours from the provider records and meets the \
+         others through the private DHT's lookups (sparse overlay). A size \
+         counts as formed when every member is connected to min({}, members - 1) \
+         verified members; then \
          member 0 resolves every address (so all claims are published; member \
          0 is never timed). Then {} lookups: a random member (not 0) resolves a \
          random other member's virtual address with `Client::resolve`, one \
@@ -307,22 +324,36 @@ fn render_inprocess(s: &mut String, ip: &InprocessSection) {
          that has not formed within {} s is measured anyway (flagged; the \
          lookups then compete with the ongoing joins); one that passes {} MiB \
          resident memory is reported as not fitting, and larger sizes are not \
-         tried. Timers: `{}`.\n",
-        3, p.workers, p.lookups, p.lookup_timeout_s, p.join_budget_s, p.memory_limit_mib, p.timers
+         tried. Then up to {} reaches: a random member (not 0) reaches a \
+         member it has not verified (`Client::reach`, polled every 10 ms until \
+         it reports the member verified: private-DHT lookup of the PeerId, \
+         connection, certificate exchange). Per-member state (verified \
+         members, open connections to members) is read from every member's \
+         counters when the group formed and at the end. Timers: `{}`.\n",
+        3,
+        p.workers,
+        p.neighbours,
+        p.neighbours,
+        p.lookups,
+        p.lookup_timeout_s,
+        p.join_budget_s,
+        p.memory_limit_mib,
+        p.reaches,
+        p.timers
     );
     let _ = writeln!(
         s,
-        "| members | outcome | formed (s) | claims resolvable (s) | lookups ok / failed | median (ms) | p90 (ms) | max (ms) | RSS (MiB) | CPU (s) |"
+        "| members | outcome | formed (s) | claims resolvable (s) | lookups ok / failed | median (ms) | p90 (ms) | max (ms) | verified per member: formed / end (mean, max) | connected per member: formed / end (mean, max) | all connections per member: formed / end (mean, max) | reach ok / failed, median / p90 (ms) | RSS (MiB) | CPU (s) |"
     );
     let _ = writeln!(
         s,
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: | ---: |"
     );
     for r in &ip.results {
         let l = r.latency_ms;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
             r.members,
             r.outcome,
             r.formed_s.map_or("–".into(), |v| format!("{v:.1}")),
@@ -336,6 +367,26 @@ fn render_inprocess(s: &mut String, ip: &InprocessSection) {
             fmt_ms(l.map(|x| x.median)),
             fmt_ms(l.map(|x| x.p90)),
             fmt_ms(l.map(|x| x.max)),
+            fmt_state(r.state_formed, r.state_end, |m| (
+                m.verified_mean,
+                m.verified_max
+            )),
+            fmt_state(r.state_formed, r.state_end, |m| (
+                m.connected_mean,
+                m.connected_max
+            )),
+            fmt_state(r.state_formed, r.state_end, |m| (m.peers_mean, m.peers_max)),
+            match r.reach_ms {
+                Some(x) => format!(
+                    "{} / {}, {} / {}",
+                    x.count,
+                    r.reach_failures,
+                    fmt_ms(Some(x.median)),
+                    fmt_ms(Some(x.p90))
+                ),
+                None if r.reach_failures > 0 => format!("0 / {}", r.reach_failures),
+                None => "– (every pair verified)".into(),
+            },
             r.rss_mib,
             r.cpu_s
         );

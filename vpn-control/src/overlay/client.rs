@@ -26,6 +26,7 @@ pub(crate) enum Command {
     ),
     SetCrl(Crl, oneshot::Sender<Result<(), OverlayError>>),
     Reach(PeerId, oneshot::Sender<bool>),
+    KeepAlive(Vec<PeerId>),
     Announce(Vec<IpAddr>),
     GetClaims(
         IpAddr,
@@ -63,6 +64,15 @@ impl Client {
     /// This node's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Keeps the overlay connections of exactly these members open while
+    /// idle (members with sessions), besides the neighbours.
+    pub async fn keep_alive(&self, peers: Vec<PeerId>) -> Result<(), OverlayError> {
+        self.tx
+            .send(Command::KeepAlive(peers))
+            .await
+            .map_err(|_| OverlayError::Stopped)
     }
 
     /// Whether `peer` is a verified member; if not, starts reaching it: the

@@ -22,6 +22,7 @@ use super::behaviour::{
     build_swarm, MemberBehaviour, MemberBehaviourEvent, SessionRequest, SessionResponse,
 };
 use super::client::Command;
+use super::gate::GateEvent;
 use super::ids;
 use super::membership::{DataInfo, MemberTable, MembershipRequest};
 use super::resolve::ResolveCache;
@@ -97,6 +98,8 @@ pub struct EventLoop {
     chosen: HashMap<PeerId, Instant>,
     /// Members that chose this node as a neighbour.
     chosen_by: HashSet<PeerId>,
+    /// Members with session keys (their connections stay open too).
+    session_peers: HashSet<PeerId>,
     /// Peers being reached for [`Command::Reach`], and when the last lookup
     /// started.
     reaching: HashMap<PeerId, Instant>,
@@ -184,6 +187,7 @@ impl EventLoop {
             neighbour_target: config.neighbours.max(1),
             chosen: HashMap::new(),
             chosen_by: HashSet::new(),
+            session_peers: HashSet::new(),
             reaching: HashMap::new(),
             found_new: false,
             published_at: None,
@@ -343,22 +347,33 @@ impl EventLoop {
     fn drop_neighbour(&mut self, peer: &PeerId) {
         let was = self.chosen.remove(peer).is_some() | self.chosen_by.remove(peer);
         if was {
-            self.swarm
-                .behaviour_mut()
-                .private_kad
-                .keep_alive(*peer, false);
+            self.refresh_keep_alive(*peer);
         }
     }
 
-    /// Keeps the connections to a verified neighbour open while idle.
-    fn keep_neighbour(&mut self, peer: PeerId) {
-        if self.members.is_member(&peer)
-            && (self.chosen.contains_key(&peer) || self.chosen_by.contains(&peer))
-        {
-            self.swarm
-                .behaviour_mut()
-                .private_kad
-                .keep_alive(peer, true);
+    /// Keeps the connections of a verified member open while idle if it is
+    /// a neighbour or has a session, and lets them idle out otherwise.
+    fn refresh_keep_alive(&mut self, peer: PeerId) {
+        let keep = self.members.is_member(&peer)
+            && (self.chosen.contains_key(&peer)
+                || self.chosen_by.contains(&peer)
+                || self.session_peers.contains(&peer));
+        self.swarm
+            .behaviour_mut()
+            .private_kad
+            .keep_alive(peer, keep);
+    }
+
+    /// [`Command::KeepAlive`]: the members with sessions now.
+    fn set_session_peers(&mut self, peers: Vec<PeerId>) {
+        let new: HashSet<PeerId> = peers.into_iter().collect();
+        let old = std::mem::replace(&mut self.session_peers, new);
+        let changed: Vec<PeerId> = old
+            .symmetric_difference(&self.session_peers)
+            .copied()
+            .collect();
+        for p in changed {
+            self.refresh_keep_alive(p);
         }
     }
 
@@ -460,7 +475,7 @@ impl EventLoop {
                 for a in self.peer_addrs.get(&peer).into_iter().flatten() {
                     b.private_kad.inner().add_address(&peer, a.clone());
                 }
-                self.keep_neighbour(peer);
+                self.refresh_keep_alive(peer);
                 if new {
                     debug!(%peer, "overlay: member verified");
                     self.emit(OverlayEvent::MemberJoined {
@@ -514,12 +529,16 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 endpoint,
+                num_established,
                 ..
             } => {
                 if let Some(ip) = multiaddr_ip(endpoint.get_remote_address()) {
                     let ips = self.conn_ips.entry(peer_id).or_default();
                     ips.retain(|(_, i)| *i != ip);
                     ips.insert(0, (connection_id, ip));
+                }
+                if num_established.get() == 1 {
+                    self.refresh_keep_alive(peer_id);
                 }
                 if !self.members.is_member(&peer_id) {
                     // No group messages to or from it until it is verified.
@@ -579,14 +598,27 @@ impl EventLoop {
                     }
                 }
                 self.peer_addrs.insert(peer_id, info.listen_addrs);
-                if info.protocols.contains(&self.membership_protocol) {
-                    self.introduce(peer_id);
-                } else {
+                if !info.protocols.contains(&self.membership_protocol) {
                     self.chosen.remove(&peer_id);
+                } else if self.chosen.contains_key(&peer_id)
+                    || self.reaching.contains_key(&peer_id)
+                    || self.members.is_member(&peer_id)
+                {
+                    // Our neighbours, members being reached, and members we
+                    // verified before (a new connection needs a fresh
+                    // exchange to release our private requests). Other peers
+                    // (met through the public DHT, say) are verified only
+                    // when the private DHT or a session needs them.
+                    self.introduce(peer_id);
                 }
             }
             MemberBehaviourEvent::PublicKad(ev) => self.on_public_kad(ev),
-            MemberBehaviourEvent::PrivateKad(ev) => self.on_private_kad(ev),
+            MemberBehaviourEvent::PrivateKad(GateEvent::Inner(ev)) => self.on_private_kad(ev),
+            MemberBehaviourEvent::PrivateKad(GateEvent::Wanted(peer)) => {
+                // A private lookup met a member we have not verified on
+                // this connection: the exchange releases its requests.
+                self.introduce(peer);
+            }
             MemberBehaviourEvent::Membership(ev) => self.on_membership(ev),
             MemberBehaviourEvent::Session(ev) => self.on_session(ev),
             MemberBehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -638,7 +670,7 @@ impl EventLoop {
                     if self.members.is_member(&p) && self.swarm.is_connected(&p) {
                         // Already verified (it reached us first): a
                         // neighbour from now on; tell it so.
-                        self.keep_neighbour(p);
+                        self.refresh_keep_alive(p);
                         if !self.membership_pending.contains(&p) {
                             self.send_membership(p);
                         }
@@ -686,6 +718,7 @@ impl EventLoop {
                 let mut st = self.stats.clone();
                 st.members = self.members.len() as u64;
                 st.connected_members = self.connected_members() as u64;
+                st.connected_peers = self.swarm.network_info().num_peers() as u64;
                 st.neighbours = self
                     .chosen
                     .keys()
@@ -712,6 +745,7 @@ impl EventLoop {
             Command::Reach(peer, tx) => {
                 let _ = tx.send(self.reach(peer));
             }
+            Command::KeepAlive(peers) => self.set_session_peers(peers),
             Command::Announce(addresses) => self.announce(addresses),
             Command::GetClaims(addr, tx) => self.get_claims(addr, tx),
             Command::PutClaim {

@@ -45,6 +45,26 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
+/// What a [`GatedHandler`] tells [`MembersOnly`].
+#[derive(Debug)]
+pub enum GateOut<E> {
+    /// From the inner handler.
+    Inner(E),
+    /// The inner handler wants to send to this (not yet released) peer: a
+    /// request is held.
+    Wanted,
+}
+
+/// What [`MembersOnly`] reports to the swarm's owner.
+#[derive(Debug)]
+pub enum GateEvent<E> {
+    /// From the inner behaviour.
+    Inner(E),
+    /// Our private requests to `0` are held until it accepts our
+    /// certificate: start the exchange with it.
+    Wanted(libp2p::PeerId),
+}
+
 /// Message from [`MembersOnly`] to its handlers.
 #[derive(Debug)]
 pub enum GateIn<I> {
@@ -94,7 +114,7 @@ where
     Either<U, DeniedUpgrade>: libp2p::swarm::handler::InboundUpgradeSend,
 {
     type FromBehaviour = GateIn<H::FromBehaviour>;
-    type ToBehaviour = H::ToBehaviour;
+    type ToBehaviour = GateOut<H::ToBehaviour>;
     type InboundProtocol = H::InboundProtocol;
     type OutboundProtocol = H::OutboundProtocol;
     type InboundOpenInfo = ();
@@ -120,25 +140,25 @@ where
     > {
         if self.released {
             if let Some(ev) = self.held.pop_front() {
-                return Poll::Ready(ev);
+                return Poll::Ready(ev.map_custom(GateOut::Inner));
             }
         }
-        loop {
-            match self.inner.poll(cx) {
-                Poll::Ready(ev @ ConnectionHandlerEvent::OutboundSubstreamRequest { .. })
-                    if !self.released =>
-                {
-                    // Not yet: the peer may still refuse the protocol. The
-                    // connection polls again after `Release` arrives.
-                    self.held.push_back(ev);
-                }
-                other => return other,
+        match self.inner.poll(cx) {
+            Poll::Ready(ev @ ConnectionHandlerEvent::OutboundSubstreamRequest { .. })
+                if !self.released =>
+            {
+                // Not yet: the peer may still refuse the protocol. Ask the
+                // behaviour to start the certificate exchange; the
+                // connection polls again after `Release` arrives.
+                self.held.push_back(ev);
+                Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(GateOut::Wanted))
             }
+            other => other.map(|ev| ev.map_custom(GateOut::Inner)),
         }
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
-        self.inner.poll_close(cx)
+        self.inner.poll_close(cx).map(|e| e.map(GateOut::Inner))
     }
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
@@ -180,6 +200,7 @@ pub struct MembersOnly<B> {
     kept: HashSet<PeerId>,
     connections: HashMap<PeerId, HashSet<ConnectionId>>,
     pending: VecDeque<(PeerId, ConnectionId, Switch)>,
+    wanted: VecDeque<PeerId>,
 }
 
 /// A change for one connection's handler.
@@ -201,6 +222,7 @@ impl<B> MembersOnly<B> {
             kept: HashSet::new(),
             connections: HashMap::new(),
             pending: VecDeque::new(),
+            wanted: VecDeque::new(),
         }
     }
 
@@ -285,7 +307,7 @@ where
     Either<U, DeniedUpgrade>: libp2p::swarm::handler::InboundUpgradeSend,
 {
     type ConnectionHandler = GatedHandler<THandler<B>>;
-    type ToSwarm = B::ToSwarm;
+    type ToSwarm = GateEvent<B::ToSwarm>;
 
     fn handle_pending_inbound_connection(
         &mut self,
@@ -374,7 +396,14 @@ where
         id: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        self.inner.on_connection_handler_event(peer, id, event)
+        match event {
+            GateOut::Inner(e) => self.inner.on_connection_handler_event(peer, id, e),
+            GateOut::Wanted => {
+                if !self.wanted.contains(&peer) {
+                    self.wanted.push_back(peer);
+                }
+            }
+        }
     }
 
     fn poll(
@@ -393,7 +422,12 @@ where
                 },
             });
         }
-        self.inner.poll(cx).map(|e| e.map_in(GateIn::Inner))
+        if let Some(peer) = self.wanted.pop_front() {
+            return Poll::Ready(ToSwarm::GenerateEvent(GateEvent::Wanted(peer)));
+        }
+        self.inner
+            .poll(cx)
+            .map(|e| e.map_in(GateIn::Inner).map_out(GateEvent::Inner))
     }
 }
 
@@ -407,7 +441,7 @@ mod tests {
     use libp2p::swarm::{ConnectionHandler, ConnectionHandlerEvent, SubstreamProtocol};
     use libp2p::StreamProtocol;
 
-    use super::{GateIn, GatedHandler};
+    use super::{GateIn, GateOut, GatedHandler};
 
     const P: StreamProtocol = StreamProtocol::new("/test/1.0.0");
 
@@ -456,18 +490,24 @@ mod tests {
         }
     }
 
-    fn outbound_requests(h: &mut GatedHandler<Requests>) -> usize {
+    /// Polls until pending: (outbound requests let through, "wanted"
+    /// notifications).
+    fn poll_all(h: &mut GatedHandler<Requests>) -> (usize, usize) {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut n = 0;
+        let (mut out, mut wanted) = (0, 0);
         while let Poll::Ready(ev) = h.poll(&mut cx) {
-            assert!(matches!(
-                ev,
-                ConnectionHandlerEvent::OutboundSubstreamRequest { .. }
-            ));
-            n += 1;
+            match ev {
+                ConnectionHandlerEvent::OutboundSubstreamRequest { .. } => out += 1,
+                ConnectionHandlerEvent::NotifyBehaviour(GateOut::Wanted) => wanted += 1,
+                _ => panic!("unexpected handler event"),
+            }
         }
-        n
+        (out, wanted)
+    }
+
+    fn outbound_requests(h: &mut GatedHandler<Requests>) -> usize {
+        poll_all(h).0
     }
 
     fn serves_inbound(h: &GatedHandler<Requests>) -> bool {
@@ -480,8 +520,9 @@ mod tests {
         assert!(!serves_inbound(&h));
         h.on_behaviour_event(GateIn::Inner(()));
         h.on_behaviour_event(GateIn::Inner(()));
-        // The inner handler asked; nothing leaves the gate.
-        assert_eq!(outbound_requests(&mut h), 0);
+        // The inner handler asked; nothing leaves the gate, and the
+        // behaviour hears that the peer is wanted (once per held request).
+        assert_eq!(poll_all(&mut h), (0, 2));
         assert_eq!(h.inner.asked, 2);
         // Admitted: inbound served, outbound still held (the peer may not
         // have verified us yet).

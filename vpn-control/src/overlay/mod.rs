@@ -259,6 +259,9 @@ pub struct OverlayStats {
     pub members: u64,
     /// Verified members with an open connection now.
     pub connected_members: u64,
+    /// Peers of any kind (members, public-DHT nodes) with an open
+    /// connection now.
+    pub connected_peers: u64,
     /// Neighbours: members this node chose from the provider records, or
     /// that chose it (connections kept open while idle).
     pub neighbours: u64,

@@ -30,7 +30,9 @@ impl EventLoop {
             } => {
                 // A newer CRL first: it may revoke the requester itself.
                 self.learn_crl(peer, request.crl.as_deref());
-                if request.neighbour {
+                // Kept as a neighbour up to twice our own budget: early
+                // members of a group are everyone's first providers.
+                if request.neighbour && self.chosen_by.len() < 2 * self.neighbour_target {
                     self.chosen_by.insert(peer);
                 }
                 let resp = match self.admit(peer, &request.cert) {
@@ -101,6 +103,10 @@ impl EventLoop {
                 let resp = if !self.members.is_member(&peer) {
                     self.stats.private_requests_refused += 1;
                     warn!(%peer, "overlay: session request from a non-member refused");
+                    // It may be a member we have not verified (we restarted,
+                    // or it reached us on demand): offer the exchange, so
+                    // that its next attempt finds it verified.
+                    self.introduce(peer);
                     SessionResponse::Refused("not a verified member".into())
                 } else {
                     // The owner (session core driver) answers through the

@@ -106,6 +106,7 @@ impl NodeState {
         let mut keys_open = true;
         self.publish();
         let mut announced: Option<Vec<IpAddr>> = None;
+        let mut kept: Vec<PeerId> = Vec::new();
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -160,6 +161,15 @@ impl NodeState {
                 announced = Some(own);
             }
             self.publish();
+            // Members with session keys keep their overlay connection open
+            // (rekeys and teardown travel on it).
+            let with_keys: Vec<PeerId> = self.keys.borrow().keys().copied().collect();
+            if with_keys != kept {
+                if self.client.keep_alive(with_keys.clone()).await.is_err() {
+                    break;
+                }
+                kept = with_keys;
+            }
         }
         self.clear_view();
     }
