@@ -100,6 +100,28 @@ pub struct SizeResult {
     pub cpu_s: f64,
 }
 
+impl SizeResult {
+    fn empty(members: usize) -> Self {
+        Self {
+            members,
+            outcome: String::new(),
+            formed_s: None,
+            fully_joined: 0,
+            state_formed: None,
+            state_end: None,
+            reach_ms: None,
+            reach_failures: 0,
+            unresolvable: 0,
+            published_s: None,
+            latency_ms: None,
+            samples_ms: Vec::new(),
+            failures: 0,
+            rss_mib: 0.0,
+            cpu_s: 0.0,
+        }
+    }
+}
+
 /// Verified and connected members per member (mean and largest).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct MemberState {
@@ -167,9 +189,13 @@ impl Drop for Tasks {
     }
 }
 
-/// Runs every size in `p.sizes` on a fresh runtime each; a size that does
-/// not fit in memory ends the series (larger ones would not fit either).
-pub fn run(p: &Params) -> Result<Vec<SizeResult>> {
+/// Runs every size in `p.sizes` on a fresh runtime each, handing each
+/// result to `done` as soon as it is there; a size that does not fit in
+/// memory ends the series (larger ones would not fit either).
+pub fn run(
+    p: &Params,
+    mut done: impl FnMut(&[SizeResult]) -> Result<()>,
+) -> Result<Vec<SizeResult>> {
     let mut out = Vec::new();
     for (k, &n) in p.sizes.iter().enumerate() {
         eprintln!("bench overlay: {n} members in-process ...");
@@ -194,6 +220,7 @@ pub fn run(p: &Params) -> Result<Vec<SizeResult>> {
         );
         let fits = r.outcome.starts_with("measured");
         out.push(r);
+        done(&out)?;
         if !fits {
             break;
         }
@@ -215,6 +242,15 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
     )?;
     let mut members = Vec::with_capacity(n);
     for i in 0..n {
+        if i % 50 == 49 {
+            if let Some(why) = over_memory(p.memory_limit_mib) {
+                let mut r = SizeResult::empty(n);
+                r.outcome = format!("did not fit: {why} after starting {i} of {n} members");
+                return Ok(r);
+            }
+            // Let the members started so far make progress.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         members.push(start_member(
             &ca,
             i,
@@ -225,23 +261,7 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         )?);
     }
     let want_connected = p.neighbours.min(n - 1) as u64;
-    let mut r = SizeResult {
-        members: n,
-        outcome: String::new(),
-        formed_s: None,
-        fully_joined: 0,
-        state_formed: None,
-        state_end: None,
-        reach_ms: None,
-        reach_failures: 0,
-        unresolvable: 0,
-        published_s: None,
-        latency_ms: None,
-        samples_ms: Vec::new(),
-        failures: 0,
-        rss_mib: 0.0,
-        cpu_s: 0.0,
-    };
+    let mut r = SizeResult::empty(n);
 
     // Forming: every member is connected to its neighbours (verified). A
     // group that does not get there within the budget is still measured
@@ -252,7 +272,12 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
         let mut full = 0;
         let mut least = u64::MAX;
         for m in &members {
-            let k = m.stats().await.map(|s| s.connected_members).unwrap_or(0);
+            // Starved event loops answer late: count them as not joined.
+            let st = tokio::time::timeout(Duration::from_secs(2), m.stats()).await;
+            let k = match st {
+                Ok(Ok(s)) => s.connected_members,
+                _ => 0,
+            };
             least = least.min(k);
             if k >= want_connected {
                 full += 1;
@@ -448,6 +473,7 @@ fn start_member(
     cfg.bootstrap = bootstrap.to_vec();
     cfg.timers = timers();
     cfg.neighbours = neighbours;
+
     let (client, event_loop, mut events) = overlay::new(cfg)?;
     tasks.0.push(tokio::spawn(event_loop.run()));
     // Nobody consumes the events here: drain them so the loop never counts

@@ -92,11 +92,15 @@ pub fn run(args: &Args) -> Result<()> {
             lookup_timeout_s: 10,
             timers: format!("{:?}", inprocess::timers()),
         };
-        let mut sec = InprocessSection::start(params.clone(), args.note.clone());
-        sec.results = inprocess::run(&params)?;
-        sec.finish();
-        rep.inprocess = Some(sec);
-        rep.write(&args.out.out)?;
+        let sec = InprocessSection::start(params.clone(), args.note.clone());
+        // Written after every size: a long series keeps what it measured.
+        inprocess::run(&params, |results| {
+            let mut s = sec.clone();
+            s.results = results.to_vec();
+            s.finish();
+            rep.inprocess = Some(s);
+            rep.write(&args.out.out)
+        })?;
     }
     if ns {
         let mut sec = NamespaceSection::start(args.runs, args.note.clone());

@@ -45,6 +45,8 @@ pub struct OverlaySection {
     pub reject_after: Duration,
     /// Members discovery connects to and verifies from the provider records.
     pub neighbours: usize,
+    /// Serve the public DHT (false: client mode).
+    pub public_dht_server: bool,
 }
 
 impl OverlaySection {
@@ -115,6 +117,8 @@ pub(super) struct RawOverlay {
     rekey_after: Option<Parsed<DurationValue>>,
     reject_after: Option<Parsed<DurationValue>>,
     neighbours: Option<i64>,
+    #[serde(default = "yes")]
+    public_dht_server: bool,
 }
 
 fn yes() -> bool {
@@ -238,6 +242,7 @@ impl RawOverlay {
             rekey_after,
             reject_after,
             neighbours,
+            public_dht_server: self.public_dht_server,
         })
     }
 }

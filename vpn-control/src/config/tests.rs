@@ -433,11 +433,13 @@ fn overlay_all_keys_and_short_timers() {
     let c = Config::parse(&format!(
         "{OVERLAY}crl = \"ca.crl\"\nlisten = [\"/ip4/10.0.0.1/tcp/4002\", \"/ip6/::/tcp/4002\"]\n\
          public_kad_protocol = \"/gv/kad/1\"\nannounce_listen_addrs = false\n\
-         rekey_after = \"10s\"\nreject_after = \"20s\"\nneighbours = 8\n"
+         rekey_after = \"10s\"\nreject_after = \"20s\"\nneighbours = 8\n\
+         public_dht_server = false\n"
     ))
     .unwrap();
     let o = c.overlay.unwrap();
     assert_eq!(o.neighbours, 8);
+    assert!(!o.public_dht_server);
     assert_eq!(o.crl, Some(PathBuf::from("ca.crl")));
     assert_eq!(o.listen.len(), 2);
     assert_eq!(o.public_kad_protocol, "/gv/kad/1");

@@ -143,6 +143,7 @@ impl Group {
         oc.listen = o.listen.clone();
         oc.bootstrap = o.bootstrap.clone();
         oc.neighbours = o.neighbours;
+        oc.public_dht_server = o.public_dht_server;
         oc.public_kad_protocol =
             libp2p::StreamProtocol::try_from_owned(o.public_kad_protocol.clone())
                 .map_err(|e| DaemonError::Config(format!("overlay.public_kad_protocol: {e}")))?;

@@ -231,6 +231,7 @@ mod tests {
             rekey_after: Duration::from_secs(120),
             reject_after: Duration::from_secs(180),
             neighbours: crate::overlay::DEFAULT_NEIGHBOURS,
+            public_dht_server: true,
         }
     }
 

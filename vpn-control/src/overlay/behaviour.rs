@@ -23,6 +23,12 @@ use super::OverlayError;
 /// 20).
 pub const MAX_PROVIDERS_PER_KEY: usize = 4096;
 
+/// How long a connection no protocol needs stays open. Neighbours and
+/// members with sessions are kept open explicitly (the gate's keep-alive);
+/// connections made for one DHT query or exchange close soon after, so a
+/// member's open connections follow what it uses, not everyone it met.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Which transport a node uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportKind {
@@ -58,8 +64,10 @@ pub struct MemberBehaviour {
     pub identify: identify::Behaviour,
     /// Ping (liveness).
     pub ping: ping::Behaviour,
-    /// The group topic.
-    pub gossipsub: gossipsub::Behaviour,
+    /// The group topic, behind the gate too: no gossipsub stream with a
+    /// peer before it is verified (so connections to peers met only through
+    /// the public DHT carry no long-lived stream and idle out).
+    pub gossipsub: MembersOnly<gossipsub::Behaviour>,
     /// Certificate exchange.
     pub membership: request_response::cbor::Behaviour<MembershipRequest, MembershipResponse>,
     /// Session handshake messages.
@@ -154,10 +162,10 @@ impl MemberBehaviour {
             request_response::Config::default().with_request_timeout(Duration::from_secs(10));
         Ok(Self {
             public_kad: public_kad(kp, public_protocol),
-            private_kad: MembersOnly::new(private_kad(kp, group, record_ttl)),
+            private_kad: MembersOnly::new(private_kad(kp, group, record_ttl), true),
             identify: identify(kp),
             ping: ping::Behaviour::default(),
-            gossipsub,
+            gossipsub: MembersOnly::new(gossipsub, false),
             membership: request_response::cbor::Behaviour::new(
                 [(ids::membership_protocol(group), ProtocolSupport::Full)],
                 rr_cfg.clone(),
@@ -187,7 +195,7 @@ pub fn build_swarm<B: NetworkBehaviour>(
     transport: TransportKind,
     behaviour: impl FnOnce(&Keypair) -> B,
 ) -> Result<Swarm<B>, OverlayError> {
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(300));
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT);
     let setup = |e: &dyn std::fmt::Display| OverlayError::Setup(e.to_string());
     Ok(match transport {
         TransportKind::Tcp => SwarmBuilder::with_existing_identity(kp)

@@ -133,6 +133,12 @@ impl EventLoop {
         let ttl = config.timers.record_ttl;
         let behaviour = MemberBehaviour::new(&config.keypair, &group, proto, ttl)?;
         let mut swarm = build_swarm(config.keypair.clone(), config.transport, move |_| behaviour)?;
+        if !config.public_dht_server {
+            swarm
+                .behaviour_mut()
+                .public_kad
+                .set_mode(Some(kad::Mode::Client));
+        }
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -471,7 +477,8 @@ impl EventLoop {
             Ok(new) => {
                 let b = self.swarm.behaviour_mut();
                 b.private_kad.admit(peer);
-                b.gossipsub.remove_blacklisted_peer(&peer);
+                b.gossipsub.admit(peer);
+                b.gossipsub.inner().remove_blacklisted_peer(&peer);
                 for a in self.peer_addrs.get(&peer).into_iter().flatten() {
                     b.private_kad.inner().add_address(&peer, a.clone());
                 }
@@ -501,7 +508,8 @@ impl EventLoop {
         let b = self.swarm.behaviour_mut();
         b.private_kad.expel(&peer);
         b.private_kad.inner().remove_peer(&peer);
-        b.gossipsub.blacklist_peer(&peer);
+        b.gossipsub.expel(&peer);
+        b.gossipsub.inner().blacklist_peer(&peer);
         self.cache.forget_peer(&peer);
         self.stats.members_expelled += 1;
         warn!(%peer, %reason, "overlay: member expelled");
@@ -545,6 +553,7 @@ impl EventLoop {
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
+                        .inner()
                         .blacklist_peer(&peer_id);
                 }
             }
@@ -621,11 +630,11 @@ impl EventLoop {
             }
             MemberBehaviourEvent::Membership(ev) => self.on_membership(ev),
             MemberBehaviourEvent::Session(ev) => self.on_session(ev),
-            MemberBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+            MemberBehaviourEvent::Gossipsub(GateEvent::Inner(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
-            }) => self.on_group_message(propagation_source, message_id, message),
+            })) => self.on_group_message(propagation_source, message_id, message),
             _ => {}
         }
     }

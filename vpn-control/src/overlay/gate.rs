@@ -1,4 +1,5 @@
-//! The members-only gate around the private Kademlia behaviour.
+//! The members-only gate around the private Kademlia behaviour and the
+//! group topic (gossipsub).
 //!
 //! [`MembersOnly`] wraps a behaviour whose connection handler advertises its
 //! inbound protocol as `Either<U, DeniedUpgrade>` (Kademlia's handler, which
@@ -201,6 +202,7 @@ pub struct MembersOnly<B> {
     connections: HashMap<PeerId, HashSet<ConnectionId>>,
     pending: VecDeque<(PeerId, ConnectionId, Switch)>,
     wanted: VecDeque<PeerId>,
+    report_wanted: bool,
 }
 
 /// A change for one connection's handler.
@@ -213,8 +215,11 @@ enum Switch {
 }
 
 impl<B> MembersOnly<B> {
-    /// Wraps `inner` with every gate closed.
-    pub fn new(inner: B) -> Self {
+    /// Wraps `inner` with every gate closed. With `report_wanted`, a held
+    /// outbound request is reported as [`GateEvent::Wanted`] (the private
+    /// DHT: its lookups need the peer); without, it simply waits (the group
+    /// topic: nobody is verified for its sake).
+    pub fn new(inner: B, report_wanted: bool) -> Self {
         Self {
             inner,
             admitted: HashSet::new(),
@@ -223,6 +228,7 @@ impl<B> MembersOnly<B> {
             connections: HashMap::new(),
             pending: VecDeque::new(),
             wanted: VecDeque::new(),
+            report_wanted,
         }
     }
 
@@ -399,7 +405,7 @@ where
         match event {
             GateOut::Inner(e) => self.inner.on_connection_handler_event(peer, id, e),
             GateOut::Wanted => {
-                if !self.wanted.contains(&peer) {
+                if self.report_wanted && !self.wanted.contains(&peer) {
                     self.wanted.push_back(peer);
                 }
             }

@@ -159,6 +159,11 @@ pub struct OverlayConfig {
     /// with the log of the group's size instead of with the size. A group
     /// no larger than this is a full mesh.
     pub neighbours: usize,
+    /// Serve the public DHT (store provider records, answer lookups), or
+    /// only use it (client mode: a host behind NAT, or a group that
+    /// bootstraps from an external public DHT and does not want to carry
+    /// its traffic).
+    pub public_dht_server: bool,
 }
 
 /// Default [`OverlayConfig::neighbours`].
@@ -182,6 +187,7 @@ impl OverlayConfig {
             channel_capacity: 64,
             claim_fixed_addresses: true,
             neighbours: DEFAULT_NEIGHBOURS,
+            public_dht_server: true,
         }
     }
 }

@@ -33,7 +33,13 @@ impl EventLoop {
         if publish {
             let topic = IdentTopic::new(ids::group_topic(self.members.group()));
             let msg = [CRL_TAG, der.as_slice()].concat();
-            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, msg) {
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .inner()
+                .publish(topic, msg)
+            {
                 debug!("overlay: publishing the CRL: {e}");
             }
         }
@@ -90,6 +96,7 @@ impl EventLoop {
         self.swarm
             .behaviour_mut()
             .gossipsub
+            .inner()
             .report_message_validation_result(&message_id, &propagation_source, verdict);
         if let (true, Some(source)) = (accepted, message.source) {
             if !message.data.starts_with(CRL_TAG) {

@@ -64,7 +64,9 @@ impl EventLoop {
                         if self.admit(peer, &cert).is_ok() {
                             // It verified us before answering: our private
                             // requests to it may go now.
-                            self.swarm.behaviour_mut().private_kad.release(peer);
+                            let b = self.swarm.behaviour_mut();
+                            b.private_kad.release(peer);
+                            b.gossipsub.release(peer);
                             self.emit_member_data(peer, data);
                         }
                     }
