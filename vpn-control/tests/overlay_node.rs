@@ -152,24 +152,7 @@ async fn revoked_member_leaves_the_view() {
     let mut tasks = Tasks::default();
     let (ca, a, b, cb) = connected_pair(2, &mut tasks).await;
     assert!(a.view().borrow().peers.contains_key(&b.peer_id()));
-    let serial = vpn_pki::MemberCert::from_der(&cb)
-        .unwrap()
-        .info()
-        .serial
-        .clone();
-    let now = std::time::SystemTime::now();
-    let crl = ca
-        .sign_crl(
-            &[vpn_pki::RevokedEntry {
-                serial,
-                revoked_at: now,
-                reason: vpn_pki::RevocationReason::KeyCompromise,
-            }],
-            1,
-            now,
-            DAY,
-        )
-        .unwrap();
+    let crl = crl_revoking(&ca, &cb);
     a.set_crl(crl).await.unwrap();
     let mut v = a.view();
     tokio::time::timeout(
@@ -282,24 +265,7 @@ async fn crl_update_is_broadcast_to_the_group() {
     }
     // Let gossipsub exchange subscriptions after the verifications.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let serial = vpn_pki::MemberCert::from_der(&certs[2])
-        .unwrap()
-        .info()
-        .serial
-        .clone();
-    let now = std::time::SystemTime::now();
-    let crl = ca
-        .sign_crl(
-            &[vpn_pki::RevokedEntry {
-                serial,
-                revoked_at: now,
-                reason: vpn_pki::RevocationReason::KeyCompromise,
-            }],
-            1,
-            now,
-            DAY,
-        )
-        .unwrap();
+    let crl = crl_revoking(&ca, &certs[2]);
     nodes[0].set_crl(crl).await.unwrap();
     let revoked = nodes[2].peer_id();
     wait_until(deadline, "the CRL to reach member 1", || async {
@@ -365,24 +331,7 @@ async fn late_joiner_learns_the_crl_in_the_membership_exchange() {
         },
     )
     .await;
-    let serial = vpn_pki::MemberCert::from_der(&certs[1])
-        .unwrap()
-        .info()
-        .serial
-        .clone();
-    let now = std::time::SystemTime::now();
-    let crl = ca
-        .sign_crl(
-            &[vpn_pki::RevokedEntry {
-                serial,
-                revoked_at: now,
-                reason: vpn_pki::RevocationReason::KeyCompromise,
-            }],
-            1,
-            now,
-            DAY,
-        )
-        .unwrap();
+    let crl = crl_revoking(&ca, &certs[1]);
     a.set_crl(crl).await.unwrap();
     wait_until(deadline, "a to expel the revoked member", || async {
         a.stats().await.unwrap().members == 0

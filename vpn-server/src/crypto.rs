@@ -57,14 +57,9 @@ pub fn token() -> Result<String, CryptoError> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// SHA-256 as lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+    vpn_api::hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
 }
 
 /// Equality that takes the same time wherever the inputs differ.

@@ -271,13 +271,20 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
     loop {
         let mut full = 0;
         let mut least = u64::MAX;
-        for m in &members {
+        let mut over = None;
+        for (i, m) in members.iter().enumerate() {
             // Starved event loops answer late: count them as not joined.
-            let st = tokio::time::timeout(Duration::from_secs(2), m.stats()).await;
+            let st = tokio::time::timeout(Duration::from_secs(1), m.stats()).await;
             let k = match st {
                 Ok(Ok(s)) => s.connected_members,
                 _ => 0,
             };
+            if i % 50 == 0 {
+                over = over.or_else(|| over_memory(p.memory_limit_mib));
+                if over.is_some() || t0.elapsed() > budget {
+                    break;
+                }
+            }
             least = least.min(k);
             if k >= want_connected {
                 full += 1;
@@ -296,7 +303,7 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
                 rss_mib()
             );
         }
-        if let Some(why) = over_memory(p.memory_limit_mib) {
+        if let Some(why) = over.or_else(|| over_memory(p.memory_limit_mib)) {
             r.outcome = format!(
                 "did not fit: {why} ({full} of {n} members had {want_connected} connected members)"
             );

@@ -201,8 +201,8 @@ fn enrol_phase(client: &PinnedClient, blobs: &[Blob], clients: usize, d: Duratio
         let r: Result<Issued, _> = client.post_json(
             ENROLL_PATH,
             &EnrollRequest {
-                secret: &blob.secret,
-                csr_pem: &csr,
+                secret: blob.secret.clone(),
+                csr_pem: csr,
             },
         );
         match r {

@@ -38,7 +38,10 @@
 //! new one (the node key is kept, so nothing else is lost).
 
 pub mod api;
-mod blob;
+/// The blob, shared with the group server (`vpn_api::blob`).
+pub mod blob {
+    pub use vpn_api::blob::*;
+}
 mod files;
 pub mod https;
 
@@ -269,8 +272,8 @@ pub fn join_with(
     let issued: Issued = client.post_json(
         api::ENROLL_PATH,
         &api::EnrollRequest {
-            secret: &blob.secret,
-            csr_pem: &csr_pem,
+            secret: blob.secret.clone(),
+            csr_pem,
         },
     )?;
     let c = check_issued(&issued, &identity, &blob.group, &blob.node_name, now)?;
@@ -402,8 +405,11 @@ pub fn renew(dir: &Path, force: bool, now: SystemTime) -> Result<RenewOutcome, E
     let mut new_crl = None;
     if force || renewal_due(dir, now)? {
         let csr_pem = csr_to_pem(&make_csr(&identity, &cert.info().name)?);
-        let issued: Issued =
-            client.post_json(api::RENEW_PATH, &api::RenewRequest { csr_pem: &csr_pem })?;
+        let request = api::RenewRequest {
+            csr_pem,
+            group: Some(server.group.clone()),
+        };
+        let issued: Issued = client.post_json(api::RENEW_PATH, &request)?;
         let c = check_issued(&issued, &identity, &server.group, &cert.info().name, now)?;
         if c.ca.der() != ca.der() {
             return Err(EnrollError::Protocol(

@@ -43,6 +43,9 @@ pub const MAX_NEW_PROVIDERS_PER_ROUND: usize = 64;
 /// after it was chosen is given up (it frees its place in the budget).
 const NEIGHBOUR_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Delay of the first discovery round after start.
+const FIRST_DISCOVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Shortest pause between two private-DHT lookups that reach one peer.
 const REACH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -263,7 +266,8 @@ impl EventLoop {
     /// Runs until [`super::Client::shutdown`] or until every client is
     /// dropped.
     pub async fn run(mut self) {
-        let discovery = tokio::time::sleep(self.timers.discovery);
+        // The first round as soon as the bootstrap dials had a moment.
+        let discovery = tokio::time::sleep(FIRST_DISCOVERY.min(self.timers.discovery));
         tokio::pin!(discovery);
         let mut recheck = ticker(self.timers.recheck);
         loop {
@@ -609,16 +613,28 @@ impl EventLoop {
                 self.peer_addrs.insert(peer_id, info.listen_addrs);
                 if !info.protocols.contains(&self.membership_protocol) {
                     self.chosen.remove(&peer_id);
-                } else if self.chosen.contains_key(&peer_id)
-                    || self.reaching.contains_key(&peer_id)
-                    || self.members.is_member(&peer_id)
-                {
-                    // Our neighbours, members being reached, and members we
-                    // verified before (a new connection needs a fresh
-                    // exchange to release our private requests). Other peers
-                    // (met through the public DHT, say) are verified only
-                    // when the private DHT or a session needs them.
-                    self.introduce(peer_id);
+                } else {
+                    if !self.chosen.contains_key(&peer_id)
+                        && !self.in_backoff(&peer_id)
+                        && self.chosen.len() < self.neighbour_target
+                    {
+                        // A member candidate met before discovery found it
+                        // (through the public DHT, say) while neighbours
+                        // are missing: as good a neighbour as a provider.
+                        self.chosen.insert(peer_id, Instant::now());
+                        self.found_new = true;
+                    }
+                    if self.chosen.contains_key(&peer_id)
+                        || self.reaching.contains_key(&peer_id)
+                        || self.members.is_member(&peer_id)
+                    {
+                        // Our neighbours, members being reached, and members
+                        // we verified before (a new connection needs a fresh
+                        // exchange to release our private requests). Other
+                        // peers are verified only when the private DHT or a
+                        // session needs them.
+                        self.introduce(peer_id);
+                    }
                 }
             }
             MemberBehaviourEvent::PublicKad(ev) => self.on_public_kad(ev),

@@ -43,6 +43,27 @@ pub fn cert(ca: &GroupCa, id: &NodeIdentity, name: &str, address: AddressAssignm
     .to_vec()
 }
 
+/// CRL number 1 of `ca`, revoking the member certificate `cert` (DER) now.
+pub fn crl_revoking(ca: &GroupCa, cert: &[u8]) -> vpn_pki::Crl {
+    let serial = vpn_pki::MemberCert::from_der(cert)
+        .unwrap()
+        .info()
+        .serial
+        .clone();
+    let now = std::time::SystemTime::now();
+    ca.sign_crl(
+        &[vpn_pki::RevokedEntry {
+            serial,
+            revoked_at: now,
+            reason: vpn_pki::RevocationReason::KeyCompromise,
+        }],
+        1,
+        now,
+        DAY,
+    )
+    .unwrap()
+}
+
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }

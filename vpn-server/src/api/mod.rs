@@ -97,32 +97,17 @@ async fn create_account(
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollReq {
-    secret: String,
-    csr_pem: String,
-}
-
 async fn enroll_h(
     State(st): State<Arc<AppState>>,
-    b: Result<Json<EnrollReq>, JsonRejection>,
+    b: Result<Json<vpn_api::EnrollRequest>, JsonRejection>,
 ) -> ApiResult<Json<enroll::EnrollResponse>> {
     let req = body(b)?;
     Ok(Json(enroll::enroll(&st, &req.secret, &req.csr_pem).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RenewReq {
-    csr_pem: String,
-    #[serde(default)]
-    group: Option<String>,
-}
-
 async fn renew_h(
     State(st): State<Arc<AppState>>,
-    b: Result<Json<RenewReq>, JsonRejection>,
+    b: Result<Json<vpn_api::RenewRequest>, JsonRejection>,
 ) -> ApiResult<Json<enroll::EnrollResponse>> {
     let req = body(b)?;
     Ok(Json(
@@ -133,23 +118,25 @@ async fn renew_h(
 async fn ca_h(
     State(st): State<Arc<AppState>>,
     Path(group): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<vpn_api::CaAnswer>> {
     let mut conn = st.db.pool().acquire().await.map_err(AppError::from)?;
     let g = ops::group_or_404(&mut conn, &group).await?;
-    Ok(Json(json!({ "ca_pem": g.ca_cert_pem })))
+    Ok(Json(vpn_api::CaAnswer {
+        ca_pem: g.ca_cert_pem,
+    }))
 }
 
 async fn crl_h(
     State(st): State<Arc<AppState>>,
     Path(group): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<vpn_api::CrlAnswer>> {
     let g = pki::current_crl(&st, &group).await?;
-    Ok(Json(json!({
-        "crl_pem": g.crl_pem,
-        "number": g.crl_number,
-        "this_update": vpn_pki::fmt_time(crate::db::from_secs(g.crl_this_update)),
-        "next_update": vpn_pki::fmt_time(crate::db::from_secs(g.crl_next_update)),
-    })))
+    Ok(Json(vpn_api::CrlAnswer {
+        crl_pem: g.crl_pem,
+        number: u64::try_from(g.crl_number).unwrap_or_default(),
+        this_update: vpn_pki::fmt_time(crate::db::from_secs(g.crl_this_update)),
+        next_update: vpn_pki::fmt_time(crate::db::from_secs(g.crl_next_update)),
+    }))
 }
 
 async fn openapi_h() -> Json<serde_json::Value> {

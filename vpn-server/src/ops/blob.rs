@@ -2,58 +2,12 @@
 //! the server URL, the pinned TLS certificate hash, the group, the node
 //! name and a single-use secret (stored only as its SHA-256).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+pub use vpn_api::{Blob, BLOB_PREFIX as PREFIX};
 
 use crate::db::{audit, members};
 use crate::error::{AppError, AppResult};
 use crate::ops::Actor;
 use crate::state::AppState;
-
-/// Prefix of a blob.
-pub const PREFIX: &str = "groupvpn1:";
-
-/// A blob's content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blob {
-    /// Format version (1).
-    pub v: u32,
-    /// `https://HOST:PORT`.
-    pub server: String,
-    /// SHA-256 (64 hex) of the server's TLS certificate (DER).
-    pub server_cert_sha256: String,
-    /// Group name.
-    pub group: String,
-    /// Node name.
-    pub node_name: String,
-    /// base64url of 32 random bytes.
-    pub secret: String,
-}
-
-impl Blob {
-    /// The text form.
-    pub fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
-    }
-
-    /// Parses the text form.
-    pub fn decode(text: &str) -> Result<Self, String> {
-        let b64 = text
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| format!("a blob starts with {PREFIX}"))?;
-        let json = URL_SAFE_NO_PAD
-            .decode(b64)
-            .map_err(|e| format!("blob is not base64url: {e}"))?;
-        let b: Blob = serde_json::from_slice(&json).map_err(|e| format!("blob JSON: {e}"))?;
-        if b.v != 1 {
-            return Err(format!("blob version {} is not supported", b.v));
-        }
-        Ok(b)
-    }
-}
 
 /// The stored form of a secret.
 pub fn secret_hash(secret: &str) -> String {
@@ -148,20 +102,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip() {
+    fn round_trip_through_the_shared_parser() {
         let b = Blob {
             v: 1,
             server: "https://127.0.0.1:8443".into(),
             server_cert_sha256: "ab".repeat(32),
             group: "lab".into(),
             node_name: "alice".into(),
-            secret: "s".into(),
+            secret: crate::crypto::token().unwrap(),
         };
         let t = b.encode();
-        assert!(t.starts_with("groupvpn1:"));
+        assert!(t.starts_with(PREFIX));
         assert!(!t.contains('='));
-        assert_eq!(Blob::decode(&t).unwrap(), b);
-        assert!(Blob::decode("groupvpn2:xx").is_err());
-        assert!(Blob::decode("groupvpn1:!!").is_err());
+        assert_eq!(Blob::parse(&t).unwrap(), b);
+        assert!(Blob::parse("groupvpn2:xx").is_err());
+        assert!(Blob::parse("groupvpn1:!!").is_err());
     }
 }

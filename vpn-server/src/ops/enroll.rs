@@ -3,7 +3,6 @@
 
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
 use vpn_pki::{fmt_time, MemberCert};
 
 use crate::db::groups::Group;
@@ -12,38 +11,7 @@ use crate::error::{AppError, AppResult};
 use crate::ops::{blob, pki};
 use crate::state::AppState;
 
-/// The public Kademlia protocol the overlay uses for discovery.
-pub const PUBLIC_KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
-
-/// The group configuration a node receives.
-#[derive(Clone, Debug, Serialize)]
-pub struct GroupConfig {
-    /// Name.
-    pub name: String,
-    /// Address ranges.
-    pub ranges: Vec<String>,
-    /// Bootstrap multiaddrs.
-    pub bootstrap: Vec<String>,
-    /// Public DHT protocol.
-    pub public_kad_protocol: String,
-}
-
-/// Answer of enrol and renew.
-#[derive(Clone, Debug, Serialize)]
-pub struct EnrollResponse {
-    /// The member certificate.
-    pub certificate_pem: String,
-    /// The group CA.
-    pub ca_pem: String,
-    /// The group's current CRL.
-    pub crl_pem: String,
-    /// The group configuration.
-    pub group: GroupConfig,
-    /// When to renew (RFC 3339): two thirds into the validity.
-    pub renew_after: String,
-    /// notAfter (RFC 3339).
-    pub not_after: String,
-}
+pub use vpn_api::{GroupConfig, Issued as EnrollResponse, PUBLIC_KAD_PROTOCOL};
 
 fn response(g: &Group, cert: &MemberCert) -> EnrollResponse {
     let info = cert.info();

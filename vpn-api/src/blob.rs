@@ -1,5 +1,5 @@
 //! The configuration blob an approved member downloads from the group server
-//! (`.work/server-contract.md`, "Blob"):
+//! (`docs/group-server.md`, "The blob"):
 //!
 //! `groupvpn1:` + base64url (no padding) of
 //! `{"v":1,"server":"https://HOST:PORT","server_cert_sha256":"<64 hex>",
@@ -155,8 +155,8 @@ fn version_of(s: &str) -> Option<String> {
 }
 
 /// The server URL must be `https://HOST[:PORT][/PATH]`.
-pub(crate) fn check_server_url(url: &str) -> Result<(), BlobError> {
-    super::https::ServerUrl::parse(url)
+pub fn check_server_url(url: &str) -> Result<(), BlobError> {
+    crate::url::ServerUrl::parse(url)
         .map(|_| ())
         .map_err(|r| field("server", r))
 }
