@@ -23,7 +23,8 @@ pub struct Args {
     #[command(flatten)]
     out: crate::OutArg,
     /// Parts to run (comma-separated): `inprocess` (no privileges) and
-    /// `namespace` (root).
+    /// `namespace` (root); `render` alone only rewrites `overlay.md` from
+    /// `overlay.json` (after a note was added to it, say).
     #[arg(long, value_delimiter = ',', default_value = "inprocess,namespace")]
     parts: Vec<String>,
     /// Group sizes of the in-process lookup measurement.
@@ -58,12 +59,24 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let mut inproc = false;
     let mut ns = false;
+    let mut render = false;
     for p in &args.parts {
         match p.trim() {
             "inprocess" => inproc = true,
             "namespace" => ns = true,
-            other => bail!("unknown part {other:?} (parts: inprocess, namespace)"),
+            "render" => render = true,
+            other => bail!("unknown part {other:?} (parts: inprocess, namespace, render)"),
         }
+    }
+    if render && !inproc && !ns {
+        let json_path = args.out.out.join("overlay.json");
+        let rep = OverlayReport::load(&json_path);
+        rep.write(&args.out.out)?;
+        eprintln!(
+            "bench overlay: rewrote overlay.md from {}",
+            json_path.display()
+        );
+        return Ok(());
     }
     if args.sizes.iter().any(|&n| n < 3) || args.lookups == 0 || args.runs == 0 {
         bail!("--sizes must be at least 3 each, --lookups and --runs at least 1");

@@ -398,11 +398,16 @@ fn render_inprocess(s: &mut String, ip: &InprocessSection) {
         .map(ToString::to_string)
         .collect();
     if !not_tried.is_empty() {
-        let _ = writeln!(
-            s,
-            "\nNot tried (a smaller size did not fit): {}.",
-            not_tried.join(", ")
-        );
+        let why = if ip
+            .results
+            .iter()
+            .any(|r| r.outcome.starts_with("did not fit"))
+        {
+            "a smaller size did not fit"
+        } else {
+            "the run stopped before them; see the note"
+        };
+        let _ = writeln!(s, "\nNot measured ({why}): {}.", not_tried.join(", "));
     }
     let _ = writeln!(s);
 }
