@@ -353,7 +353,16 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
     let mut seen = std::collections::HashSet::new();
     let timeout = Duration::from_secs(p.lookup_timeout_s);
     let wanted = p.lookups.min((n - 1) * targets.len().saturating_sub(1));
+    // A group that never formed can make every lookup wait for its
+    // timeout: the lookups and reaches together get one more budget, then
+    // the size is reported with what was measured.
+    let measure_deadline = Instant::now() + budget;
+    let mut cut_short = false;
     while seen.len() < wanted {
+        if Instant::now() > measure_deadline {
+            cut_short = true;
+            break;
+        }
         let a = 1 + rng.below(n - 1);
         let b = targets[rng.below(targets.len())];
         if a == b || !seen.insert((a, b)) {
@@ -374,6 +383,10 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
     let mut reach_samples = Vec::new();
     let mut tries = 0;
     while reach_samples.len() + r.reach_failures < p.reaches && tries < p.reaches * 20 {
+        if Instant::now() > measure_deadline {
+            cut_short = true;
+            break;
+        }
         tries += 1;
         let a = 1 + rng.below(n - 1);
         let b = rng.below(n);
@@ -402,6 +415,19 @@ async fn one_size(n: usize, base: u64, p: &Params) -> Result<SizeResult> {
     }
     r.reach_ms = Summary::of(&reach_samples);
     r.state_end = member_state(&members).await;
+    if cut_short {
+        let why = format!(
+            "lookups and reaches cut short after {} s ({} lookups, {} reaches done)",
+            budget.as_secs(),
+            r.samples_ms.len() + r.failures,
+            reach_samples.len() + r.reach_failures
+        );
+        r.outcome = if r.outcome.is_empty() {
+            format!("measured; {why}")
+        } else {
+            format!("{}; {why}", r.outcome)
+        };
+    }
     if r.outcome.is_empty() {
         r.outcome = "measured".into();
     }
