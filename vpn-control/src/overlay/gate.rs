@@ -278,11 +278,6 @@ impl<B> MembersOnly<B> {
         }
     }
 
-    /// Whether the connections of `peer` are kept open while idle.
-    pub fn is_kept_alive(&self, peer: &PeerId) -> bool {
-        self.kept.contains(peer)
-    }
-
     /// Closes the gate for `peer`.
     pub fn expel(&mut self, peer: &PeerId) {
         self.released.remove(peer);
